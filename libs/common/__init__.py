@@ -1,0 +1,1 @@
+"""What more than one ModelRouter service imports: settings, config, errors, telemetry, NATS names."""

@@ -1,0 +1,96 @@
+"""NATS connection and traced publish/consume, shared by gateway, workers and accounting."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+
+import nats
+from nats.aio.client import Client as NATS
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind
+
+from common.telemetry import extract_context, inject_headers
+
+log = logging.getLogger(__name__)
+_tracer = trace.get_tracer("modelrouter.messaging")
+
+START_HINTS = {
+    "nats": "start it with: nats-server -js  (or set NATS_URL)",
+    "redis": "start it with: redis-server  (or set REDIS_URL)",
+    "postgres": "start it with: pg_ctlcluster <version> main start  (or set DATABASE_URL)",
+    "router": "start it with: python -m router  (or set ROUTER_ADDR)",
+}
+
+
+class DependencyUnavailable(RuntimeError):
+    """A backing service is not reachable; the message says which one and how to start it."""
+
+    def __init__(self, service: str, url: str, reason: str) -> None:
+        super().__init__(f"{service} at {url} is not reachable ({reason}); {START_HINTS.get(service, '')}")
+
+
+async def connect_nats(url: str, name: str) -> NATS:
+    async def _on_error(exc: Exception) -> None:
+        log.warning("nats: %s", exc)
+
+    try:
+        return await nats.connect(
+            url,
+            name=name,
+            connect_timeout=2,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            allow_reconnect=True,
+            error_cb=_on_error,
+        )
+    except Exception as exc:
+        raise DependencyUnavailable("nats", url, str(exc) or type(exc).__name__) from None
+
+
+@contextmanager
+def producer_span(subject: str, headers: dict[str, str] | None = None) -> Iterator[tuple[Span, dict[str, str]]]:
+    """A PRODUCER span for one publish; yields the headers carrying its ``traceparent``."""
+    with _tracer.start_as_current_span(
+        f"publish {subject.split('.', 3)[-1] if subject.count('.') > 2 else subject}",
+        kind=SpanKind.PRODUCER,
+        attributes={"messaging.system": "nats", "messaging.destination.name": subject},
+    ) as span:
+        yield span, inject_headers(headers)
+
+
+@contextmanager
+def consumer_span(name: str, subject: str, headers: Mapping[str, str] | None) -> Iterator[Span]:
+    """A CONSUMER span, child of the producer whose ``traceparent`` came in ``headers``."""
+    with _tracer.start_as_current_span(
+        name,
+        context=extract_context(headers),
+        kind=SpanKind.CONSUMER,
+        attributes={"messaging.system": "nats", "messaging.destination.name": subject},
+    ) as span:
+        yield span
+
+
+async def ensure_usage_stream(nc: NATS) -> None:
+    """Create (or keep) the JetStream stream usage events go to; idempotent, called at start by the
+    gateway (publisher) and accounting (consumer) so either may start first."""
+    from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+    from nats.js.errors import BadRequestError
+
+    from common import subjects
+
+    config = StreamConfig(
+        name=subjects.USAGE_STREAM,
+        subjects=[subjects.USAGE],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        discard=DiscardPolicy.OLD,
+        max_age=7 * 24 * 3600,
+        duplicate_window=300,  # seconds: a re-published request id inside it is dropped by JetStream
+    )
+    js = nc.jetstream()
+    try:
+        await js.add_stream(config)
+    except BadRequestError:
+        await js.update_stream(config)

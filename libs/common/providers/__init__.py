@@ -1,0 +1,1 @@
+"""The provider-adapter interface; the adapters themselves live in ``workers/providers/``."""

@@ -1,0 +1,70 @@
+"""Typed settings from the environment, read once in each service's ``main`` and passed down.
+
+Invalid values stop the service at start with the variable's name (pydantic's message).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from typing import TypeVar
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class CommonSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    nats_url: str = "nats://127.0.0.1:4222"
+    database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+    router_addr: str = "127.0.0.1:50051"
+    modelrouter_config: str | None = Field(default=None, description="path of the YAML config")
+    log_level: str = "INFO"
+    # Seconds a service keeps serving in-flight work after SIGTERM before it exits.
+    drain_timeout_s: float = Field(default=20.0, ge=0)
+    # Unique per process; names this process's NATS reply/cancel subjects.
+    instance_id: str = Field(default_factory=lambda: uuid.uuid4().hex[:12])
+
+
+class GatewaySettings(CommonSettings):
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = Field(default=8000, ge=1, le=65535)
+    api_keys: str = Field(default="", description="comma-separated client keys")
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    # Longest silence from a worker (no accepted/chunk/result) before the request is failed.
+    stall_timeout_s: float = Field(default=30.0, gt=0)
+    # How long to wait for any worker to pick a job up.
+    accept_timeout_s: float = Field(default=5.0, gt=0)
+    max_attempts: int = Field(default=3, ge=1)
+
+
+class RouterSettings(CommonSettings):
+    router_listen: str = "127.0.0.1:50051"
+
+
+class WorkerSettings(CommonSettings):
+    worker_concurrency: int = Field(default=256, ge=1)
+
+
+class AccountingSettings(CommonSettings):
+    accounting_batch: int = Field(default=64, ge=1)
+
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def load_settings(cls: type[S]) -> S:
+    """Build settings or exit with a readable message naming the bad variable."""
+    try:
+        return cls()
+    except ValidationError as exc:
+        lines = [f"  {'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()]
+        sys.stderr.write("invalid environment:\n" + "\n".join(lines) + "\n")
+        raise SystemExit(2) from None
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}

@@ -1,0 +1,33 @@
+"""NATS subject, queue and stream names: the only place they are spelled."""
+
+JOBS = "mr.v1.jobs"
+"""Gateway -> workers; workers subscribe in queue group WORKERS_QUEUE so each job goes to one."""
+WORKERS_QUEUE = "workers"
+
+_REPLY_PREFIX = "mr.v1.reply"
+_CANCEL_PREFIX = "mr.v1.cancel"
+
+USAGE = "mr.v1.usage"
+"""Gateway -> accounting, through the JetStream stream USAGE_STREAM."""
+USAGE_STREAM = "MR_USAGE"
+ACCOUNTING_DURABLE = "accounting"
+
+MSG_ID_HEADER = "Nats-Msg-Id"
+
+
+def replies_wildcard(gateway_id: str) -> str:
+    """The one subscription a gateway process holds for every reply it is waiting for."""
+    return f"{_REPLY_PREFIX}.{gateway_id}.*"
+
+
+def reply(gateway_id: str, request_id: str) -> str:
+    return f"{_REPLY_PREFIX}.{gateway_id}.{request_id}"
+
+
+def request_id_of_reply(subject: str) -> str:
+    return subject.rsplit(".", 1)[1]
+
+
+def cancel(worker_id: str) -> str:
+    """Each worker process listens on its own cancel subject."""
+    return f"{_CANCEL_PREFIX}.{worker_id}"
