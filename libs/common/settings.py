@@ -47,10 +47,14 @@ class RouterSettings(CommonSettings):
 
 class WorkerSettings(CommonSettings):
     worker_concurrency: int = Field(default=256, ge=1)
+    health_host: str = "127.0.0.1"
+    health_port: int = Field(default=8081, ge=0, le=65535)
 
 
 class AccountingSettings(CommonSettings):
     accounting_batch: int = Field(default=64, ge=1)
+    health_host: str = "127.0.0.1"
+    health_port: int = Field(default=8082, ge=0, le=65535)
 
 
 S = TypeVar("S", bound=BaseSettings)
