@@ -40,7 +40,12 @@ def _container_url(service: str, stack: list[object]) -> str:
     image, port, ready, scheme = {
         "redis": ("redis:7", 6379, "Ready to accept connections", "redis://{h}:{p}/0"),
         "nats": ("nats:2.10", 4222, "Server is ready", "nats://{h}:{p}"),
-        "postgres": ("postgres:16", 5432, "ready to accept connections", "postgresql+asyncpg://postgres@{h}:{p}/postgres"),
+        "postgres": (
+            "postgres:16",
+            5432,
+            "ready to accept connections",
+            "postgresql+asyncpg://postgres@{h}:{p}/postgres",
+        ),
     }[service]
     container = DockerContainer(image).with_exposed_ports(port)
     if service == "nats":

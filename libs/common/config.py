@@ -123,9 +123,7 @@ def _drop_disabled(raw: dict[str, Any]) -> dict[str, Any]:
     raw["providers"] = {k: v for k, v in providers.items() if k not in disabled}
     deployments = raw.get("deployments") or []
     if isinstance(deployments, list):
-        raw["deployments"] = [
-            d for d in deployments if not (isinstance(d, dict) and d.get("provider") in disabled)
-        ]
+        raw["deployments"] = [d for d in deployments if not (isinstance(d, dict) and d.get("provider") in disabled)]
     return raw
 
 

@@ -113,7 +113,7 @@ class UpstreamError(ModelRouterError):
 
     status = 502
     type = "upstream_error"
-    default_code = "upstream_error"
+    default_code: ClassVar[str | None] = "upstream_error"
     grpc_code = grpc.StatusCode.UNAVAILABLE
     retryable = True
 
@@ -156,7 +156,7 @@ class UpstreamUnavailableError(UpstreamError):
 class UpstreamBadRequestError(UpstreamError):
     status = 400
     type = "invalid_request_error"
-    default_code = None
+    default_code: ClassVar[str | None] = None
     grpc_code = grpc.StatusCode.INVALID_ARGUMENT
     retryable = False
 

@@ -1,0 +1,1 @@
+"""The HTTP edge: OpenAI-format API, auth, SSE, OpenAI-shaped errors."""

@@ -1,0 +1,61 @@
+"""What route handlers get from FastAPI's dependency injection."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from nats.aio.client import Client as NATS
+
+from common.errors import PayloadTooLargeError
+from common.settings import GatewaySettings
+from gateway.auth import KeyStore
+from gateway.dispatch import Dispatcher
+from gateway.router_client import RouterClient
+
+
+@dataclass(slots=True)
+class Gateway:
+    """Everything a request needs, built once by ``main`` and kept on ``app.state.gateway``."""
+
+    settings: GatewaySettings
+    keys: KeyStore
+    router: RouterClient
+    dispatcher: Dispatcher
+    nats: NATS
+    draining: bool = False
+
+
+def get_gateway(request: Request) -> Gateway:
+    gateway: Gateway = request.app.state.gateway
+    return gateway
+
+
+GatewayDep = Annotated[Gateway, Depends(get_gateway)]
+
+
+def authenticate(
+    gateway: GatewayDep,
+    authorization: Annotated[str | None, Header()] = None,
+    x_api_key: Annotated[str | None, Header()] = None,
+) -> str:
+    return gateway.keys.authenticate(authorization, x_api_key)
+
+
+KeyId = Annotated[str, Depends(authenticate)]
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing (413) as soon as it is known to exceed ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLargeError(f"Request body is larger than the limit of {limit} bytes.")
+    parts: list[bytes] = []
+    size = 0
+    async for part in request.stream():
+        size += len(part)
+        if size > limit:
+            raise PayloadTooLargeError(f"Request body is larger than the limit of {limit} bytes.")
+        parts.append(part)
+    return b"".join(parts)

@@ -1,0 +1,341 @@
+"""From a validated request to an answer: route, hand the job to a worker, relay its replies, fail
+over, and account for the request exactly once.
+
+Failover: an attempt that fails with a retryable error (connect error, timeout, 429, 5xx) before
+anything reached the client is retried on the next target the router offers (``exclude`` grows
+with each tried deployment). Once a chunk has been sent, a failure ends the stream with an in-band
+error event instead. A silent worker is detected by timeouts, never waited on forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from nats.aio.client import Client as NATS
+
+from common import subjects
+from common.errors import (
+    ModelRouterError,
+    NoHealthyTargetError,
+    RateLimitError,
+    UpstreamError,
+    UpstreamTimeoutError,
+    upstream_error_class,
+)
+from common.messaging import producer_span
+from gateway import sse
+from gateway.replies import ReplyHub
+from gateway.router_client import RouterClient
+from gateway.usage import UsagePublisher
+from modelrouter.events.v1 import events_pb2
+from modelrouter.router.v1 import router_pb2
+
+log = logging.getLogger(__name__)
+
+# A worker's own upstream timeout fires first; this margin only catches a worker that died.
+RESULT_MARGIN_S = 5.0
+# After a client disconnects, how long to wait for the worker's partial usage.
+CANCEL_USAGE_WAIT_S = 2.0
+
+
+@dataclass(slots=True)
+class Call:
+    """One client request, as the dispatcher sees it."""
+
+    request_id: str
+    key_id: str
+    endpoint: str
+    operation: events_pb2.Operation
+    model: str
+    body: bytes
+    stream: bool = False
+    include_usage: bool = False
+    estimated_tokens: int = 0
+    started: float = field(default_factory=time.perf_counter)
+    started_unix_ms: int = field(default_factory=lambda: time.time_ns() // 1_000_000)
+
+
+@dataclass(slots=True)
+class Ledger:
+    """What the request's usage event will say."""
+
+    target: router_pb2.Target | None = None
+    attempt: Attempt | None = None  # the one in flight, which a client disconnect must cancel
+    attempts: int = 0
+    usage: events_pb2.Usage | None = None
+    first_byte_at: float | None = None
+    error: ModelRouterError | None = None
+    cancelled: bool = False
+
+    def close_attempt(self) -> None:
+        if self.attempt is not None:
+            self.attempt.close()
+            self.attempt = None
+
+
+class Attempt:
+    """One job on one worker: the queue its replies arrive on."""
+
+    __slots__ = ("_hub", "key", "queue", "target", "worker_id")
+
+    def __init__(self, hub: ReplyHub, key: str, queue: asyncio.Queue[events_pb2.Reply], target: router_pb2.Target):
+        self._hub, self.key, self.queue, self.target = hub, key, queue, target
+        self.worker_id = ""
+
+    async def next(self, timeout: float) -> events_pb2.Reply:
+        return await asyncio.wait_for(self.queue.get(), timeout)
+
+    def close(self) -> None:
+        self._hub.close(self.key)
+
+
+def error_from_reply(error: events_pb2.Error) -> UpstreamError:
+    return upstream_error_class(error.status)(
+        error.message or "The upstream provider failed.",
+        upstream_status=error.upstream_status,
+        param=error.param or None,
+        code=error.code or None,
+        retry_after_s=error.retry_after_s or None,
+        retryable=error.retryable,
+    )
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        router: RouterClient,
+        nc: NATS,
+        hub: ReplyHub,
+        usage: UsagePublisher,
+        *,
+        accept_timeout_s: float,
+        stall_timeout_s: float,
+        max_attempts: int,
+    ) -> None:
+        self._router, self._nc, self._hub, self._usage = router, nc, hub, usage
+        self._accept_timeout_s = accept_timeout_s
+        self._stall_timeout_s = stall_timeout_s
+        self._max_attempts = max_attempts
+        self._background: set[asyncio.Future[Any]] = set()
+
+    # --- the two ways to answer --------------------------------------------------------------
+
+    async def complete(self, call: Call) -> bytes:
+        """The whole response body of a non-streaming request."""
+        ledger = Ledger()
+        try:
+            reply = await self._first_reply(call, ledger)
+            ledger.usage = reply.result.usage
+            return reply.result.body
+        except ModelRouterError as exc:
+            ledger.error = exc
+            raise
+        except asyncio.CancelledError:  # the client went away
+            self._finish_cancelled(call, ledger)
+            raise
+        finally:
+            if not ledger.cancelled:
+                ledger.close_attempt()
+                self._finish(call, ledger)
+
+    async def open_stream(self, call: Call) -> AsyncIterator[bytes]:
+        """SSE frames of a streaming request. Routing and failover happen before this returns, so
+        errors before the first chunk still get their own HTTP status."""
+        ledger = Ledger()
+        try:
+            first = await self._first_reply(call, ledger)
+        except ModelRouterError as exc:
+            ledger.error = exc
+            ledger.close_attempt()
+            self._finish(call, ledger)
+            raise
+        except asyncio.CancelledError:
+            self._finish_cancelled(call, ledger)
+            raise
+        return self._relay(call, ledger, first)
+
+    async def _relay(self, call: Call, ledger: Ledger, reply: events_pb2.Reply) -> AsyncIterator[bytes]:
+        attempt = ledger.attempt
+        assert attempt is not None
+        finished = False
+        try:
+            while True:
+                if reply.HasField("chunk"):
+                    if ledger.first_byte_at is None:
+                        ledger.first_byte_at = time.perf_counter()
+                    yield sse.frame(reply.chunk.data)
+                elif reply.HasField("result"):
+                    finished = True
+                    ledger.usage = reply.result.usage
+                    if reply.result.ok:
+                        yield sse.DONE
+                    else:
+                        ledger.error = error_from_reply(reply.result.error)
+                        yield sse.frame(ledger.error.to_json())
+                    return
+                try:
+                    reply = await attempt.next(self._stall_timeout_s)
+                except TimeoutError:
+                    finished = True
+                    self._cancel_worker(call, attempt)
+                    ledger.error = UpstreamTimeoutError(
+                        f"The upstream stream stalled for {self._stall_timeout_s:g}s.", code="stream_stalled"
+                    )
+                    yield sse.frame(ledger.error.to_json())
+                    return
+        finally:
+            if finished:
+                ledger.close_attempt()
+                self._finish(call, ledger)
+            else:  # the client disconnected mid-stream (GeneratorExit or cancellation)
+                self._finish_cancelled(call, ledger)
+
+    # --- attempts ----------------------------------------------------------------------------
+
+    async def _first_reply(self, call: Call, ledger: Ledger) -> events_pb2.Reply:
+        """Route and retry until an attempt produced its first chunk or a successful result."""
+        exclude: list[str] = []
+        last_error: UpstreamError | None = None
+        for n in range(self._max_attempts):
+            try:
+                route = await self._router.route(call.model, call.key_id, call.estimated_tokens, exclude)
+            except (NoHealthyTargetError, RateLimitError):
+                if last_error is not None:  # the first failure says more than "nothing left"
+                    raise last_error from None
+                raise
+            target = route.target
+            ledger.target, ledger.attempts = target, n + 1
+            attempt = ledger.attempt = await self._send_job(call, target, n)
+            try:
+                reply = await self._await_first(call, attempt)
+                if reply.HasField("result") and not reply.result.ok:
+                    raise error_from_reply(reply.result.error)
+            except UpstreamError as exc:
+                ledger.close_attempt()
+                if not exc.retryable:
+                    raise
+                self._router.report(target.deployment_id, False, exc.upstream_status, exc.retry_after_s or 0)
+                last_error = exc
+                if not route.fallbacks or n + 1 == self._max_attempts:
+                    raise
+                log.info("attempt %d on %s failed (%s); failing over", n + 1, target.deployment_id, exc.message)
+                exclude.append(target.deployment_id)
+                continue
+            if target.recent_failures:
+                self._router.report(target.deployment_id, True)
+            return reply
+        raise AssertionError("unreachable: the loop returns or raises")
+
+    async def _send_job(self, call: Call, target: router_pb2.Target, n: int) -> Attempt:
+        key = f"{call.request_id}-{n}"
+        reply_subject, queue = self._hub.open(key)
+        job = events_pb2.Job(
+            request_id=call.request_id,
+            reply_subject=reply_subject,
+            target=target,
+            operation=call.operation,
+            body=call.body,
+            stream=call.stream,
+            include_usage=call.include_usage,
+            attempt=n,
+        )
+        with producer_span(subjects.JOBS) as (_, headers):
+            await self._nc.publish(subjects.JOBS, job.SerializeToString(), headers=headers)
+        return Attempt(self._hub, key, queue, target)
+
+    async def _await_first(self, call: Call, attempt: Attempt) -> events_pb2.Reply:
+        try:
+            reply = await attempt.next(self._accept_timeout_s)
+        except TimeoutError:
+            raise NoHealthyTargetError(
+                f"No worker took the request within {self._accept_timeout_s:g}s.", code="no_worker_available"
+            ) from None
+        if reply.HasField("accepted"):
+            attempt.worker_id = reply.accepted.worker_id
+            try:
+                reply = await attempt.next(attempt.target.timeout_s + RESULT_MARGIN_S)
+            except TimeoutError:
+                self._cancel_worker(call, attempt)
+                raise UpstreamTimeoutError(
+                    f"No answer from the worker within {attempt.target.timeout_s + RESULT_MARGIN_S:g}s."
+                ) from None
+        return reply
+
+    # --- ending a request --------------------------------------------------------------------
+
+    def _cancel_worker(self, call: Call, attempt: Attempt) -> None:
+        if attempt.worker_id:
+            payload = events_pb2.Cancel(request_id=call.request_id).SerializeToString()
+            self._spawn(self._nc.publish(subjects.cancel(attempt.worker_id), payload))
+
+    def _finish_cancelled(self, call: Call, ledger: Ledger) -> None:
+        """Stop the worker, then account with whatever usage it reports within a short wait."""
+        ledger.cancelled = True
+        attempt, ledger.attempt = ledger.attempt, None
+        if attempt is None:
+            self._finish(call, ledger)
+            return
+        self._cancel_worker(call, attempt)
+        self._spawn(self._account_after_cancel(call, ledger, attempt))
+
+    async def _account_after_cancel(self, call: Call, ledger: Ledger, attempt: Attempt) -> None:
+        deadline = time.perf_counter() + CANCEL_USAGE_WAIT_S
+        try:
+            while (left := deadline - time.perf_counter()) > 0:
+                reply = await attempt.next(left)
+                if reply.HasField("result"):
+                    ledger.usage = reply.result.usage
+                    break
+        except TimeoutError:
+            log.warning("request %s: no partial usage from the worker after cancel", call.request_id)
+        finally:
+            attempt.close()
+            self._finish(call, ledger)
+
+    def _finish(self, call: Call, ledger: Ledger) -> None:
+        now = time.perf_counter()
+        event = events_pb2.UsageEvent(
+            request_id=call.request_id,
+            key_id=call.key_id,
+            endpoint=call.endpoint,
+            requested_model=call.model,
+            stream=call.stream,
+            attempts=ledger.attempts,
+            latency_ms=(now - call.started) * 1000,
+            ttft_ms=(ledger.first_byte_at - call.started) * 1000 if ledger.first_byte_at else 0.0,
+            started_at_unix_ms=call.started_unix_ms,
+            finished_at_unix_ms=call.started_unix_ms + int((now - call.started) * 1000),
+        )
+        if ledger.target is not None:
+            event.provider = ledger.target.provider
+            event.upstream_model = ledger.target.upstream_model
+            event.deployment_id = ledger.target.deployment_id
+            event.price.CopyFrom(ledger.target.price)
+        if ledger.usage is not None:
+            event.usage.CopyFrom(ledger.usage)
+        if ledger.cancelled:
+            event.status = events_pb2.REQUEST_STATUS_CANCELLED
+            event.http_status = 499  # the de-facto code for "client closed request"
+        elif ledger.error is not None:
+            event.status = events_pb2.REQUEST_STATUS_ERROR
+            event.http_status = ledger.error.status
+            event.error_type = ledger.error.type
+            event.error_message = ledger.error.message[:2000]
+        else:
+            event.status = events_pb2.REQUEST_STATUS_SUCCESS
+            event.http_status = 200
+        self._usage.publish(event)
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def drain(self, timeout: float) -> None:
+        if self._background:
+            await asyncio.wait(set(self._background), timeout=timeout)

@@ -1,0 +1,100 @@
+"""``python -m gateway``: build the gateway's clients, serve HTTP, drain on SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from types import FrameType
+
+import uvicorn
+import uvloop
+
+from common import telemetry
+from common.config import ModelRouterConfig, load_config_or_exit
+from common.messaging import DependencyUnavailable, connect_nats, ensure_usage_stream
+from common.settings import GatewaySettings, load_settings
+from gateway.app import create_app
+from gateway.auth import KeyStore
+from gateway.deps import Gateway
+from gateway.dispatch import Dispatcher
+from gateway.replies import ReplyHub
+from gateway.router_client import RouterClient
+from gateway.usage import UsagePublisher
+
+log = logging.getLogger(__name__)
+
+
+class _DrainingServer(uvicorn.Server):
+    """uvicorn's server, marking the gateway not-ready the moment a stop signal arrives."""
+
+    def __init__(self, config: uvicorn.Config, gateway: Gateway) -> None:
+        super().__init__(config)
+        self._gateway = gateway
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._gateway.draining = True
+        super().handle_exit(sig, frame)
+
+
+async def build_gateway(
+    settings: GatewaySettings, config: ModelRouterConfig
+) -> tuple[Gateway, ReplyHub, UsagePublisher]:
+    nc = await connect_nats(settings.nats_url, f"gateway-{settings.instance_id}")
+    await ensure_usage_stream(nc)
+    hub = ReplyHub(nc, settings.instance_id)
+    await hub.start()
+    usage = UsagePublisher(nc)
+    router = RouterClient(settings.router_addr)
+    dispatcher = Dispatcher(
+        router,
+        nc,
+        hub,
+        usage,
+        accept_timeout_s=settings.accept_timeout_s,
+        stall_timeout_s=settings.stall_timeout_s,
+        max_attempts=settings.max_attempts,
+    )
+    keys = KeyStore(settings.api_keys, list(config.keys))
+    return Gateway(settings, keys, router, dispatcher, nc), hub, usage
+
+
+async def serve(settings: GatewaySettings, config: ModelRouterConfig) -> None:
+    gateway, hub, usage = await build_gateway(settings, config)
+    if not len(gateway.keys):
+        log.warning("no client keys configured (API_KEYS or config keys): every request will get 401")
+    server = _DrainingServer(
+        uvicorn.Config(
+            create_app(gateway),
+            host=settings.gateway_host,
+            port=settings.gateway_port,
+            loop="none",
+            http="httptools",
+            lifespan="off",
+            access_log=False,
+            log_config=None,
+            timeout_graceful_shutdown=int(settings.drain_timeout_s),
+        ),
+        gateway,
+    )
+    try:
+        await server.serve()
+    finally:
+        gateway.draining = True
+        await gateway.dispatcher.drain(settings.drain_timeout_s)
+        await usage.flush(settings.drain_timeout_s)
+        await hub.stop()
+        await gateway.router.close()
+        await gateway.nats.drain()
+
+
+def main() -> None:
+    settings = load_settings(GatewaySettings)
+    config = load_config_or_exit(settings.modelrouter_config)
+    tracer_provider = telemetry.setup("gateway", settings.log_level)
+    try:
+        uvloop.run(serve(settings, config))
+    except DependencyUnavailable as exc:
+        sys.stderr.write(f"gateway: {exc}\n")
+        raise SystemExit(1) from None
+    finally:
+        tracer_provider.shutdown()

@@ -1,0 +1,100 @@
+"""The gateway's side of the router's gRPC API: one pooled channel per process, gRPC statuses mapped
+back onto the error tree."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from opentelemetry.instrumentation.grpc import aio_client_interceptors
+
+from common.errors import ModelRouterError, NoHealthyTargetError, NotFoundError, RateLimitError
+from modelrouter.router.v1 import router_pb2, router_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+ROUTE_TIMEOUT_S = 2.0
+
+
+def _retry_after(err: grpc.aio.AioRpcError) -> float | None:
+    for key, value in err.trailing_metadata() or ():
+        if key == "retry-after":
+            try:
+                return float(value)
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
+def _to_error(err: grpc.aio.AioRpcError, model: str) -> ModelRouterError:
+    code = err.code()
+    if code == grpc.StatusCode.NOT_FOUND:
+        return NotFoundError(f"The model `{model}` does not exist or you do not have access to it.")
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return RateLimitError(
+            err.details() or f"Rate limit reached for model `{model}`.", retry_after_s=_retry_after(err) or 1.0
+        )
+    details = err.details() or ""
+    if code == grpc.StatusCode.UNAVAILABLE and details and "connect" not in details.lower():
+        return NoHealthyTargetError(details)
+    log.warning("router call failed: %s %s", code, err.details())
+    return NoHealthyTargetError("The router is unavailable.", code="router_unavailable")
+
+
+class RouterClient:
+    def __init__(self, address: str) -> None:
+        self._channel = grpc.aio.insecure_channel(
+            address,
+            options=[("grpc.keepalive_time_ms", 30_000), ("grpc.enable_retries", 1)],
+            interceptors=aio_client_interceptors(),
+        )
+        self._stub = router_pb2_grpc.RouterStub(self._channel)
+        self._health = health_pb2_grpc.HealthStub(self._channel)
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def route(
+        self, model: str, key_id: str, estimated_tokens: int, exclude: list[str]
+    ) -> router_pb2.RouteResponse:
+        request = router_pb2.RouteRequest(
+            model=model, key_id=key_id, estimated_tokens=estimated_tokens, exclude_deployments=exclude
+        )
+        try:
+            return await self._stub.Route(request, timeout=ROUTE_TIMEOUT_S)
+        except grpc.aio.AioRpcError as err:
+            raise _to_error(err, model) from None
+
+    async def list_models(self) -> list[router_pb2.Model]:
+        try:
+            response = await self._stub.ListModels(router_pb2.ListModelsRequest(), timeout=ROUTE_TIMEOUT_S)
+        except grpc.aio.AioRpcError as err:
+            raise _to_error(err, "") from None
+        return list(response.models)
+
+    def report(self, deployment_id: str, success: bool, status_code: int = 0, retry_after_s: float = 0) -> None:
+        """Tell the router how an attempt went, without making the client wait for it."""
+        task = asyncio.create_task(self._report(deployment_id, success, status_code, retry_after_s))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _report(self, deployment_id: str, success: bool, status_code: int, retry_after_s: float) -> None:
+        report = router_pb2.OutcomeReport(
+            deployment_id=deployment_id, success=success, status_code=status_code, retry_after_s=retry_after_s
+        )
+        try:
+            await self._stub.ReportOutcome(report, timeout=ROUTE_TIMEOUT_S)
+        except grpc.aio.AioRpcError as err:
+            log.warning("could not report outcome of %s to the router: %s", deployment_id, err.code())
+
+    async def ready(self) -> bool:
+        try:
+            reply = await self._health.Check(health_pb2.HealthCheckRequest(), timeout=1.0)
+        except grpc.aio.AioRpcError:
+            return False
+        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+    async def close(self) -> None:
+        if self._background:
+            await asyncio.wait(self._background, timeout=ROUTE_TIMEOUT_S)
+        await self._channel.close()

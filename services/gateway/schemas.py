@@ -1,0 +1,84 @@
+"""Validation of request bodies. The body is parsed once (pydantic-core, from the raw bytes); the raw
+bytes then travel to the worker untouched, so fields we do not model are passed through."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from common.errors import InvalidRequestError
+
+_PASSTHROUGH = ConfigDict(extra="allow")
+
+
+class StreamOptions(BaseModel):
+    model_config = _PASSTHROUGH
+    include_usage: bool = False
+
+
+class _Streamable(BaseModel):
+    model_config = _PASSTHROUGH
+    model: str = Field(min_length=1)
+    stream: bool | None = False
+    stream_options: StreamOptions | None = None
+
+    @model_validator(mode="after")
+    def _stream_options_need_stream(self) -> _Streamable:
+        if self.stream_options is not None and not self.stream:
+            raise ValueError("The 'stream_options' parameter is only allowed when 'stream' is enabled.")
+        return self
+
+    @property
+    def include_usage(self) -> bool:
+        return bool(self.stream and self.stream_options and self.stream_options.include_usage)
+
+
+class ChatMessage(BaseModel):
+    model_config = _PASSTHROUGH
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | list[dict[str, Any]] | None = None
+
+
+class _Sampling(BaseModel):
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    n: int | None = Field(default=None, ge=1, le=128)
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    max_tokens: int | None = Field(default=None, ge=1)
+
+
+class ChatCompletionRequest(_Streamable, _Sampling):
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+_NOT_JSON = (
+    "We could not parse the JSON body of your request. (HINT: This likely means you aren't using "
+    "your HTTP library correctly. The OpenAI API expects a JSON payload.)"
+)
+
+
+def parse_body(model: type[M], body: bytes) -> M:
+    """Validate ``body`` as ``model`` or raise an InvalidRequestError naming the parameter."""
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        raise _invalid(exc) from None
+
+
+def _invalid(exc: ValidationError) -> InvalidRequestError:
+    err = exc.errors(include_url=False)[0]
+    kind = err["type"]
+    if kind == "json_invalid":
+        return InvalidRequestError(_NOT_JSON, code="invalid_json")
+    if kind == "model_type" or not err["loc"]:
+        msg = str(err.get("ctx", {}).get("error", "")) or "The request body must be a JSON object."
+        return InvalidRequestError(msg.removeprefix("Value error, "))
+    param = ".".join(str(p) for p in err["loc"])
+    if kind == "missing":
+        return InvalidRequestError(f"Missing required parameter: '{param}'.", param=param)
+    return InvalidRequestError(f"Invalid value for '{param}': {err['msg']}.", param=param, code="invalid_value")

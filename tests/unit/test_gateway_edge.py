@@ -1,0 +1,134 @@
+"""The HTTP edge before any routing: auth, body limits, validation, error shape, SSE framing.
+Nothing here reaches the router or NATS (those parts are exercised by the e2e tests)."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import httpx
+import pytest
+
+from common.config import KeyConfig
+from common.settings import GatewaySettings
+from gateway import sse
+from gateway.app import create_app
+from gateway.auth import KeyStore, redact
+from gateway.deps import Gateway
+
+KEY = "sk-test-0123456789"
+BODY = b'{"model": "demo", "messages": [{"role": "user", "content": "hi"}]}'
+
+
+@pytest.fixture
+def client() -> httpx.AsyncClient:
+    settings = GatewaySettings(api_keys=f"{KEY}, other-key-xyz", max_body_bytes=1024)
+    keys = KeyStore(settings.api_keys, [KeyConfig(key="config-key-123", id="team-a")])
+    unreachable: Any = None  # routing is never reached by these requests
+    gateway = Gateway(settings, keys, unreachable, unreachable, unreachable)
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(gateway)), base_url="http://gw")
+
+
+def _assert_openai_error(response: httpx.Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status
+    body = response.json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"message", "type", "param", "code"}
+    return cast(dict[str, Any], body["error"])
+
+
+async def test_missing_key_is_401(client: httpx.AsyncClient) -> None:
+    err = _assert_openai_error(await client.post("/v1/chat/completions", content=BODY), 401)
+    assert err["code"] == "missing_api_key"
+
+
+async def test_wrong_key_is_401_and_not_echoed_in_full(client: httpx.AsyncClient) -> None:
+    wrong = "sk-wrong-key-0000000000"
+    response = await client.post("/v1/chat/completions", content=BODY, headers={"Authorization": f"Bearer {wrong}"})
+    err = _assert_openai_error(response, 401)
+    assert err["code"] == "invalid_api_key"
+    assert wrong not in err["message"]
+    assert redact(wrong) in err["message"]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"Authorization": f"Bearer {KEY}"}, {"X-Api-Key": KEY}, {"Authorization": "Bearer other-key-xyz"}],
+)
+async def test_accepted_key_forms_get_past_auth(client: httpx.AsyncClient, headers: dict[str, str]) -> None:
+    # Past auth, an invalid body is the next thing to fail: proof the key was accepted.
+    response = await client.post("/v1/chat/completions", content=b"{", headers=headers)
+    _assert_openai_error(response, 400)
+
+
+def test_key_ids_never_contain_the_key() -> None:
+    keys = KeyStore(KEY, [KeyConfig(key="config-key-123", id="team-a")])
+    assert keys.authenticate(f"Bearer {KEY}", None).startswith("key_")
+    assert KEY not in keys.authenticate(f"Bearer {KEY}", None)
+    assert keys.authenticate(None, "config-key-123") == "team-a"
+
+
+async def test_malformed_json_is_400(client: httpx.AsyncClient) -> None:
+    response = await client.post("/v1/chat/completions", content=b'{"model": ', headers={"X-Api-Key": KEY})
+    err = _assert_openai_error(response, 400)
+    assert err["type"] == "invalid_request_error"
+    assert "parse the JSON body" in err["message"]
+
+
+async def test_missing_messages_names_the_param(client: httpx.AsyncClient) -> None:
+    response = await client.post("/v1/chat/completions", json={"model": "demo"}, headers={"X-Api-Key": KEY})
+    err = _assert_openai_error(response, 400)
+    assert err["param"] == "messages"
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"model": "demo", "messages": []}, "messages"),
+        ({"model": "demo", "messages": [{"role": "robot", "content": "x"}]}, "messages.0.role"),
+        ({"model": "demo", "messages": [{"role": "user", "content": "x"}], "temperature": 9}, "temperature"),
+        ({"model": "", "messages": [{"role": "user", "content": "x"}]}, "model"),
+    ],
+)
+async def test_invalid_fields_are_400_naming_them(client: httpx.AsyncClient, body: dict[str, Any], param: str) -> None:
+    err = _assert_openai_error(await client.post("/v1/chat/completions", json=body, headers={"X-Api-Key": KEY}), 400)
+    assert err["param"] == param
+
+
+async def test_stream_options_without_stream_is_400(client: httpx.AsyncClient) -> None:
+    body = {"model": "demo", "messages": [{"role": "user", "content": "x"}], "stream_options": {"include_usage": True}}
+    err = _assert_openai_error(await client.post("/v1/chat/completions", json=body, headers={"X-Api-Key": KEY}), 400)
+    assert "stream_options" in err["message"]
+
+
+async def test_body_over_the_limit_is_413(client: httpx.AsyncClient) -> None:
+    big = b'{"model": "demo", "messages": [{"role": "user", "content": "' + b"x" * 2000 + b'"}]}'
+    response = await client.post("/v1/chat/completions", content=big, headers={"X-Api-Key": KEY})
+    _assert_openai_error(response, 413)
+
+
+async def test_body_over_the_limit_without_content_length_is_413(client: httpx.AsyncClient) -> None:
+    async def chunks() -> Any:
+        for _ in range(20):
+            yield b"x" * 100
+
+    response = await client.post("/v1/chat/completions", content=chunks(), headers={"X-Api-Key": KEY})
+    _assert_openai_error(response, 413)
+
+
+async def test_unknown_url_is_404_in_openai_shape(client: httpx.AsyncClient) -> None:
+    err = _assert_openai_error(await client.get("/v1/nothing-here", headers={"X-Api-Key": KEY}), 404)
+    assert "/v1/nothing-here" in err["message"]
+
+
+async def test_wrong_method_is_405_in_openai_shape(client: httpx.AsyncClient) -> None:
+    _assert_openai_error(await client.get("/v1/chat/completions", headers={"X-Api-Key": KEY}), 405)
+
+
+async def test_health_needs_no_key(client: httpx.AsyncClient) -> None:
+    response = await client.get("/health")
+    assert response.status_code == 200
+
+
+def test_sse_frames() -> None:
+    assert sse.frame(b'{"a":1}') == b'data: {"a":1}\n\n'
+    assert sse.DONE == b"data: [DONE]\n\n"
