@@ -143,9 +143,10 @@ class Dispatcher:
                 ledger.close_attempt()
                 self._finish(call, ledger)
 
-    async def open_stream(self, call: Call) -> AsyncIterator[bytes]:
-        """SSE frames of a streaming request. Routing and failover happen before this returns, so
-        errors before the first chunk still get their own HTTP status."""
+    async def open_stream(self, call: Call, encoder: sse.StreamEncoder | None = None) -> AsyncIterator[bytes]:
+        """The encoded stream of a streaming request (OpenAI SSE unless ``encoder`` says otherwise).
+        Routing and failover happen before this returns, so errors before the first chunk still get
+        their own HTTP status."""
         ledger = Ledger()
         try:
             first = await self._first_reply(call, ledger)
@@ -157,9 +158,11 @@ class Dispatcher:
         except asyncio.CancelledError:
             self._finish_cancelled(call, ledger)
             raise
-        return self._relay(call, ledger, first)
+        return self._relay(call, ledger, first, encoder or sse.OpenAIEncoder())
 
-    async def _relay(self, call: Call, ledger: Ledger, reply: events_pb2.Reply) -> AsyncIterator[bytes]:
+    async def _relay(
+        self, call: Call, ledger: Ledger, reply: events_pb2.Reply, encoder: sse.StreamEncoder
+    ) -> AsyncIterator[bytes]:
         attempt = ledger.attempt
         assert attempt is not None
         finished = False
@@ -168,15 +171,16 @@ class Dispatcher:
                 if reply.HasField("chunk"):
                     if ledger.first_byte_at is None:
                         ledger.first_byte_at = time.perf_counter()
-                    yield sse.frame(reply.chunk.data)
+                    if encoded := encoder.chunk(reply.chunk.data):
+                        yield encoded
                 elif reply.HasField("result"):
                     finished = True
                     ledger.usage = reply.result.usage
                     if reply.result.ok:
-                        yield sse.DONE
+                        yield encoder.done(reply.result.usage)
                     else:
                         ledger.error = error_from_reply(reply.result.error)
-                        yield sse.frame(ledger.error.to_json())
+                        yield encoder.error(ledger.error)
                     return
                 try:
                     reply = await attempt.next(self._stall_timeout_s)
@@ -186,7 +190,7 @@ class Dispatcher:
                     ledger.error = UpstreamTimeoutError(
                         f"The upstream stream stalled for {self._stall_timeout_s:g}s.", code="stream_stalled"
                     )
-                    yield sse.frame(ledger.error.to_json())
+                    yield encoder.error(ledger.error)
                     return
         finally:
             if finished:

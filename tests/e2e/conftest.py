@@ -1,0 +1,122 @@
+"""The four services as real processes against the real Redis, NATS and Postgres, traced into an
+in-test OTLP receiver, with a config of their own (unique deployment ids per session)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import openai
+import pytest
+
+from scripts.stack import ROOT, Ports, Stack
+from tests.e2e.otlp import OtlpReceiver
+
+KEY = "sk-e2e-test-key-0123456789"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def migrate(database_url: str) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "alembic", "upgrade", "head"],
+        cwd=ROOT / "services" / "accounting",
+        env={**os.environ, "DATABASE_URL": database_url},
+        check=True,
+        capture_output=True,
+    )
+
+
+CONFIG = """
+providers:
+  fake: {{adapter: fake}}
+  broken: {{adapter: fake, options: {{fail_status: "500"}}}}
+  slow: {{adapter: fake, timeout_s: 1, options: {{hang: "true"}}}}
+  dying: {{adapter: fake, options: {{fail_after_chunks: "3", tokens_per_second: "50"}}}}
+  dripping: {{adapter: fake, options: {{tokens_per_second: "5"}}}}
+deployments:
+  - {{id: demo-{u}, model: demo, provider: fake, upstream_model: fake-1,
+      price: {{prompt_per_1k: 0.5, completion_per_1k: 1.5}}}}
+  - {{id: broken-{u}, model: failover, provider: broken, priority: 0}}
+  - {{id: good-{u}, model: failover, provider: fake, priority: 1}}
+  - {{id: limited-{u}, model: limited, provider: fake, rpm: 1}}
+  - {{id: slow-{u}, model: slow, provider: slow}}
+  - {{id: dying-{u}, model: dying, provider: dying}}
+  - {{id: dripping-{u}, model: dripping, provider: dripping}}
+keys:
+  - {{key: {key}, id: e2e-team}}
+health:
+  failure_threshold: 1000
+  cooldown_s: 1
+"""
+
+
+@dataclass
+class RunningStack:
+    stack: Stack
+    base_url: str
+    database_url: str
+    otlp: OtlpReceiver
+    suffix: str
+
+    def client(self, key: str = KEY, **kwargs: object) -> openai.OpenAI:
+        return openai.OpenAI(api_key=key, base_url=f"{self.base_url}/v1", max_retries=0, **kwargs)  # type: ignore[arg-type]
+
+    def deployment(self, name: str) -> str:
+        return f"{name}-{self.suffix}"
+
+    async def usage_rows(self, request_id: str) -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(self.database_url.replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+            return list(await conn.fetch("SELECT * FROM usage_records WHERE request_id = $1", request_id))
+        finally:
+            await conn.close()
+
+
+@pytest.fixture(scope="session")
+def running_stack(
+    redis_url: str, nats_url: str, database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningStack]:
+    migrate(database_url)
+    workdir = tmp_path_factory.mktemp("stack")
+    suffix = uuid.uuid4().hex[:8]
+    config = workdir / "modelrouter.yaml"
+    config.write_text(CONFIG.format(u=suffix, key=KEY))
+    otlp = OtlpReceiver()
+    otlp.start()
+    ports = Ports(gateway=free_port(), router=free_port(), workers_health=free_port(), accounting_health=free_port())
+    stack = Stack(
+        ports=ports,
+        log_dir=Path(workdir),
+        env={
+            "MODELROUTER_CONFIG": str(config),
+            "REDIS_URL": redis_url,
+            "NATS_URL": nats_url,
+            "DATABASE_URL": database_url,
+            "API_KEYS": "",
+            "STALL_TIMEOUT_S": "3",
+            "ACCEPT_TIMEOUT_S": "3",
+            "DRAIN_TIMEOUT_S": "10",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.endpoint,
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+            "OTEL_BSP_SCHEDULE_DELAY": "100",
+        },
+    )
+    try:
+        stack.start(timeout=60)
+        yield RunningStack(stack, f"http://127.0.0.1:{ports.gateway}", database_url, otlp, suffix)
+    finally:
+        codes = stack.stop()
+        otlp.stop()
+    assert all(code == 0 for code in codes.values()), f"services did not exit cleanly: {codes}"
