@@ -54,6 +54,42 @@ class ChatCompletionRequest(_Streamable, _Sampling):
     max_completion_tokens: int | None = Field(default=None, ge=1)
 
 
+class CompletionRequest(_Streamable, _Sampling):
+    """Legacy text completions."""
+
+    prompt: str | list[str] | list[int] | list[list[int]]
+    best_of: int | None = Field(default=None, ge=1, le=20)
+    echo: bool | None = None
+    logprobs: int | None = Field(default=None, ge=0, le=5)
+    suffix: str | None = None
+
+
+class EmbeddingRequest(BaseModel):
+    model_config = _PASSTHROUGH
+    model: str = Field(min_length=1)
+    input: str | list[str] | list[int] | list[list[int]]
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _input_not_empty(self) -> EmbeddingRequest:
+        if self.input == "" or self.input == []:
+            raise ValueError("'input' cannot be an empty string or array.")
+        if isinstance(self.input, list) and len(self.input) > 2048:
+            raise ValueError("'input' must have at most 2048 items.")
+        return self
+
+
+class ImageGenerationRequest(BaseModel):
+    model_config = _PASSTHROUGH
+    prompt: str = Field(min_length=1)
+    model: str = Field(default="dall-e-2", min_length=1)
+    n: int | None = Field(default=None, ge=1, le=10)
+    response_format: Literal["url", "b64_json"] | None = None
+    size: str | None = None
+    stream: Literal[False] | None = Field(default=None, description="partial-image streaming is not supported")
+
+
 M = TypeVar("M", bound=BaseModel)
 
 _NOT_JSON = (

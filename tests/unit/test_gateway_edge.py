@@ -132,3 +132,24 @@ async def test_health_needs_no_key(client: httpx.AsyncClient) -> None:
 def test_sse_frames() -> None:
     assert sse.frame(b'{"a":1}') == b'data: {"a":1}\n\n'
     assert sse.DONE == b"data: [DONE]\n\n"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "needle"),
+    [
+        ("/v1/completions", {"model": "demo"}, "prompt"),
+        ("/v1/completions", {"model": "demo", "prompt": "x", "best_of": 99}, "best_of"),
+        ("/v1/embeddings", {"model": "e", "input": ""}, "input"),
+        ("/v1/embeddings", {"model": "e", "input": []}, "input"),
+        ("/v1/embeddings", {"model": "e", "input": "x", "encoding_format": "hex"}, "encoding_format"),
+        ("/v1/embeddings", {"model": "e", "input": "x", "dimensions": 0}, "dimensions"),
+        ("/v1/images/generations", {"model": "i"}, "prompt"),
+        ("/v1/images/generations", {"prompt": "otter", "n": 11}, "n"),
+        ("/v1/images/generations", {"prompt": "otter", "stream": True}, "stream"),
+    ],
+)
+async def test_other_endpoints_validate_their_bodies(
+    client: httpx.AsyncClient, path: str, body: dict[str, Any], needle: str
+) -> None:
+    err = _assert_openai_error(await client.post(path, json=body, headers={"X-Api-Key": KEY}), 400)
+    assert needle in (err["param"] or "") + err["message"]

@@ -1,23 +1,67 @@
-"""Turning a dispatched call into an HTTP response, shared by every generating endpoint."""
+"""From an HTTP request to a dispatched call and back, shared by every generating endpoint."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import Request
+from pydantic import BaseModel
 from starlette.responses import Response, StreamingResponse
 
+from gateway.deps import Gateway, read_body
 from gateway.dispatch import Call, Dispatcher
 from gateway.responses import RawJSONResponse
+from gateway.schemas import parse_body
+from modelrouter.events.v1 import events_pb2
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+# Rough prompt-size estimate for token-per-minute limits: ~4 bytes of JSON per token.
+BYTES_PER_TOKEN = 4
+
+
+class _Routable(Protocol):
+    model: str
 
 
 def new_request_id(prefix: str) -> str:
-    """Also the id of the response object (``chatcmpl-…``) and the usage row's key."""
+    """Also the usage row's key; returned to the client as ``x-request-id``."""
     return f"{prefix}-{uuid.uuid4().hex}"
+
+
+def build_call(
+    parsed: _Routable, body: bytes, key_id: str, *, endpoint: str, operation: events_pb2.Operation, prefix: str
+) -> Call:
+    stream = bool(getattr(parsed, "stream", False))
+    return Call(
+        request_id=new_request_id(prefix),
+        key_id=key_id,
+        endpoint=endpoint,
+        operation=operation,
+        model=parsed.model,
+        body=body,
+        stream=stream,
+        include_usage=bool(getattr(parsed, "include_usage", False)),
+        estimated_tokens=len(body) // BYTES_PER_TOKEN,
+    )
+
+
+async def handle(
+    request: Request,
+    gateway: Gateway,
+    key_id: str,
+    schema: type[BaseModel],
+    *,
+    endpoint: str,
+    operation: events_pb2.Operation,
+    prefix: str,
+) -> Response:
+    """Read, validate and dispatch an OpenAI-format request; answer JSON or SSE."""
+    body = await read_body(request, gateway.settings.max_body_bytes)
+    parsed: Any = parse_body(schema, body)
+    call = build_call(parsed, body, key_id, endpoint=endpoint, operation=operation, prefix=prefix)
+    return await answer(request, gateway.dispatcher, call)
 
 
 async def _client_gone(request: Request) -> None:
@@ -25,14 +69,8 @@ async def _client_gone(request: Request) -> None:
         pass
 
 
-async def answer(request: Request, dispatcher: Dispatcher, call: Call) -> Response:
-    headers = {"x-request-id": call.request_id}
-    if call.stream:
-        frames = await dispatcher.open_stream(call)
-        return StreamingResponse(
-            frames, media_type="text/event-stream; charset=utf-8", headers=SSE_HEADERS | headers
-        )
-    # A client that hangs up on a non-streaming request must cancel the upstream call too.
+async def complete_unless_disconnected(request: Request, dispatcher: Dispatcher, call: Call) -> bytes | None:
+    """The response body, or None when the client hung up first (the upstream call is then cancelled)."""
     work = asyncio.ensure_future(dispatcher.complete(call))
     watch = asyncio.ensure_future(_client_gone(request))
     try:
@@ -41,6 +79,16 @@ async def answer(request: Request, dispatcher: Dispatcher, call: Call) -> Respon
         watch.cancel()
     if not work.done():
         work.cancel()
-        return Response(status_code=499)  # nobody is listening; recorded as cancelled
-    body: Any = work.result()
+        return None
+    return work.result()
+
+
+async def answer(request: Request, dispatcher: Dispatcher, call: Call) -> Response:
+    headers = {"x-request-id": call.request_id}
+    if call.stream:
+        frames = await dispatcher.open_stream(call)
+        return StreamingResponse(frames, media_type="text/event-stream; charset=utf-8", headers=SSE_HEADERS | headers)
+    body = await complete_unless_disconnected(request, dispatcher, call)
+    if body is None:
+        return Response(status_code=499)  # nobody is listening; accounted as cancelled
     return RawJSONResponse(body, headers=headers)
