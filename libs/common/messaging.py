@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -11,6 +12,7 @@ from nats.aio.client import Client as NATS
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind
 
+from common import subjects
 from common.telemetry import extract_context, inject_headers
 
 log = logging.getLogger(__name__)
@@ -31,22 +33,31 @@ class DependencyUnavailable(RuntimeError):
         super().__init__(f"{service} at {url} is not reachable ({reason}); {START_HINTS.get(service, '')}")
 
 
-async def connect_nats(url: str, name: str) -> NATS:
+async def connect_nats(url: str, name: str, first_connect_timeout_s: float = 5.0) -> NATS:
+    last_error: list[Exception] = []  # one slot: error_cb keeps firing for the connection's life
+
     async def _on_error(exc: Exception) -> None:
+        last_error[:] = [exc]
         log.warning("nats: %s", exc)
 
     try:
-        return await nats.connect(
-            url,
-            name=name,
-            connect_timeout=2,
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=0.5,
-            allow_reconnect=True,
-            error_cb=_on_error,
+        # max_reconnect_attempts=-1 also makes nats-py retry the *first* connect forever, so that
+        # one is bounded here: a service must not hang at start when NATS is not there.
+        return await asyncio.wait_for(
+            nats.connect(
+                url,
+                name=name,
+                connect_timeout=2,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5,
+                allow_reconnect=True,
+                error_cb=_on_error,
+            ),
+            timeout=first_connect_timeout_s,
         )
     except Exception as exc:
-        raise DependencyUnavailable("nats", url, str(exc) or type(exc).__name__) from None
+        cause = last_error[0] if isinstance(exc, TimeoutError) and last_error else exc
+        raise DependencyUnavailable("nats", url, str(cause) or type(cause).__name__) from None
 
 
 @contextmanager
@@ -72,17 +83,15 @@ def consumer_span(name: str, subject: str, headers: Mapping[str, str] | None) ->
         yield span
 
 
-async def ensure_usage_stream(nc: NATS) -> None:
+async def ensure_usage_stream(nc: NATS, stream: str = subjects.USAGE_STREAM, subject: str = subjects.USAGE) -> None:
     """Create (or keep) the JetStream stream usage events go to; idempotent, called at start by the
     gateway (publisher) and accounting (consumer) so either may start first."""
     from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
     from nats.js.errors import BadRequestError
 
-    from common import subjects
-
     config = StreamConfig(
-        name=subjects.USAGE_STREAM,
-        subjects=[subjects.USAGE],
+        name=stream,
+        subjects=[subject],
         retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE,
         discard=DiscardPolicy.OLD,

@@ -13,6 +13,8 @@ from typing import TypeVar
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from common import subjects
+
 
 class CommonSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
@@ -25,6 +27,10 @@ class CommonSettings(BaseSettings):
     log_level: str = "INFO"
     # Seconds a service keeps serving in-flight work after SIGTERM before it exits.
     drain_timeout_s: float = Field(default=20.0, ge=0)
+    # Where usage events go. Overridable so a test or a second environment sharing one NATS server
+    # gets a stream of its own.
+    usage_stream: str = subjects.USAGE_STREAM
+    usage_subject: str = subjects.USAGE
     # Unique per process; names this process's NATS reply/cancel subjects.
     instance_id: str = Field(default_factory=lambda: uuid.uuid4().hex[:12])
 
@@ -53,6 +59,7 @@ class WorkerSettings(CommonSettings):
 
 class AccountingSettings(CommonSettings):
     accounting_batch: int = Field(default=64, ge=1)
+    accounting_durable: str = subjects.ACCOUNTING_DURABLE
     health_host: str = "127.0.0.1"
     health_port: int = Field(default=8082, ge=0, le=65535)
 

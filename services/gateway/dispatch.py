@@ -199,6 +199,10 @@ class Dispatcher:
             else:  # the client disconnected mid-stream (GeneratorExit or cancellation)
                 self._finish_cancelled(call, ledger)
 
+    def reject(self, call: Call, error: ModelRouterError) -> None:
+        """Account for a request refused before dispatch (invalid body, too large)."""
+        self._finish(call, Ledger(error=error))
+
     # --- attempts ----------------------------------------------------------------------------
 
     async def _first_reply(self, call: Call, ledger: Ledger) -> events_pb2.Reply:

@@ -15,13 +15,16 @@ from gateway.responses import RawJSONResponse
 log = logging.getLogger(__name__)
 
 
-def error_response(exc: ModelRouterError) -> Response:
-    return RawJSONResponse(exc.to_json(), status_code=exc.status, headers=exc.headers())
+def error_response(exc: ModelRouterError, request_id: str | None = None) -> Response:
+    headers = exc.headers()
+    if request_id:
+        headers["x-request-id"] = request_id
+    return RawJSONResponse(exc.to_json(), status_code=exc.status, headers=headers)
 
 
-async def _on_modelrouter_error(_: Request, exc: Exception) -> Response:
+async def _on_modelrouter_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ModelRouterError)
-    return error_response(exc)
+    return error_response(exc, getattr(request.state, "request_id", None))
 
 
 async def _on_validation_error(_: Request, exc: Exception) -> Response:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import signal
 import sys
+from collections.abc import Iterator
 from types import FrameType
 
 import uvicorn
@@ -35,15 +39,24 @@ class _DrainingServer(uvicorn.Server):
         self._gateway.draining = True
         super().handle_exit(sig, frame)
 
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # uvicorn's own version re-raises the signal once serving stops, which would kill the
+        # process before ``serve`` flushes usage events and traces; a stop signal only starts a drain.
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.handle_exit, sig, None)
+        yield
+
 
 async def build_gateway(
     settings: GatewaySettings, config: ModelRouterConfig
 ) -> tuple[Gateway, ReplyHub, UsagePublisher]:
     nc = await connect_nats(settings.nats_url, f"gateway-{settings.instance_id}")
-    await ensure_usage_stream(nc)
+    await ensure_usage_stream(nc, settings.usage_stream, settings.usage_subject)
     hub = ReplyHub(nc, settings.instance_id)
     await hub.start()
-    usage = UsagePublisher(nc)
+    usage = UsagePublisher(nc, settings.usage_subject)
     router = RouterClient(settings.router_addr)
     dispatcher = Dispatcher(
         router,

@@ -3,6 +3,7 @@ in-test OTLP receiver, with a config of their own (unique deployment ids per ses
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -62,6 +63,19 @@ health:
 """
 
 
+async def _delete_stream(nats_url: str, stream: str) -> None:
+    import nats
+    from nats.js.errors import NotFoundError
+
+    nc = await nats.connect(nats_url)
+    try:
+        await nc.jetstream().delete_stream(stream)
+    except NotFoundError:
+        pass
+    finally:
+        await nc.close()
+
+
 @dataclass
 class RunningStack:
     stack: Stack
@@ -104,6 +118,9 @@ def running_stack(
             "REDIS_URL": redis_url,
             "NATS_URL": nats_url,
             "DATABASE_URL": database_url,
+            # A usage stream of this session's own: nothing else consumes or floods it.
+            "USAGE_STREAM": f"MR_USAGE_E2E_{suffix}",
+            "USAGE_SUBJECT": f"mr.v1.usage.e2e{suffix}",
             "API_KEYS": "",
             "STALL_TIMEOUT_S": "3",
             "ACCEPT_TIMEOUT_S": "3",
@@ -119,4 +136,5 @@ def running_stack(
     finally:
         codes = stack.stop()
         otlp.stop()
+        asyncio.run(_delete_stream(nats_url, f"MR_USAGE_E2E_{suffix}"))
     assert all(code == 0 for code in codes.values()), f"services did not exit cleanly: {codes}"

@@ -164,7 +164,8 @@ async def test_every_target_rate_limited_is_429_with_retry_after(running_stack: 
     with pytest.raises(openai.RateLimitError) as err:
         client.chat.completions.create(model="limited", messages=HELLO)
     retry_after = int(err.value.response.headers["retry-after"])
-    assert 1 <= retry_after <= 60
+    # The router's two-window sliding estimate frees a slot at most two windows after it was taken.
+    assert 1 <= retry_after <= 120
     row = await one_row(running_stack, err.value.response.headers["x-request-id"])
     assert row["status"] == "error" and row["http_status"] == 429
 

@@ -9,22 +9,39 @@ import httpx
 import pytest
 
 from common.config import KeyConfig
+from common.errors import ModelRouterError
 from common.settings import GatewaySettings
 from gateway import sse
 from gateway.app import create_app
 from gateway.auth import KeyStore, redact
 from gateway.deps import Gateway
+from gateway.dispatch import Call
 
 KEY = "sk-test-0123456789"
 BODY = b'{"model": "demo", "messages": [{"role": "user", "content": "hi"}]}'
 
 
+class RecordsRejections:
+    """Stands in for the dispatcher: these requests must be refused before any dispatch."""
+
+    def __init__(self) -> None:
+        self.rejected: list[tuple[Call, ModelRouterError]] = []
+
+    def reject(self, call: Call, error: ModelRouterError) -> None:
+        self.rejected.append((call, error))
+
+
 @pytest.fixture
-def client() -> httpx.AsyncClient:
+def dispatcher() -> RecordsRejections:
+    return RecordsRejections()
+
+
+@pytest.fixture
+def client(dispatcher: RecordsRejections) -> httpx.AsyncClient:
     settings = GatewaySettings(api_keys=f"{KEY}, other-key-xyz", max_body_bytes=1024)
     keys = KeyStore(settings.api_keys, [KeyConfig(key="config-key-123", id="team-a")])
     unreachable: Any = None  # routing is never reached by these requests
-    gateway = Gateway(settings, keys, unreachable, unreachable, unreachable)
+    gateway = Gateway(settings, keys, unreachable, cast(Any, dispatcher), unreachable)
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(gateway)), base_url="http://gw")
 
 
@@ -67,11 +84,21 @@ def test_key_ids_never_contain_the_key() -> None:
     assert keys.authenticate(None, "config-key-123") == "team-a"
 
 
-async def test_malformed_json_is_400(client: httpx.AsyncClient) -> None:
+async def test_malformed_json_is_400_and_accounted(client: httpx.AsyncClient, dispatcher: RecordsRejections) -> None:
     response = await client.post("/v1/chat/completions", content=b'{"model": ', headers={"X-Api-Key": KEY})
     err = _assert_openai_error(response, 400)
     assert err["type"] == "invalid_request_error"
     assert "parse the JSON body" in err["message"]
+    [(call, error)] = dispatcher.rejected
+    assert call.request_id == response.headers["x-request-id"]
+    assert call.key_id.startswith("key_") and error.status == 400
+
+
+async def test_unauthenticated_requests_are_not_accounted(
+    client: httpx.AsyncClient, dispatcher: RecordsRejections
+) -> None:
+    await client.post("/v1/chat/completions", content=b"{")
+    assert dispatcher.rejected == []
 
 
 async def test_missing_messages_names_the_param(client: httpx.AsyncClient) -> None:

@@ -70,6 +70,9 @@ class StreamChunk:
     data: bytes
     usage: Usage | None = None
     usage_only: bool = False
+    # Characters of generated text (content, tool-call arguments) in this chunk: what the worker
+    # estimates completion tokens from when the stream ends without the provider's usage.
+    text_chars: int = 0
 
 
 class ProviderAdapter(abc.ABC):

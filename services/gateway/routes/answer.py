@@ -10,6 +10,7 @@ from fastapi import Request
 from pydantic import BaseModel
 from starlette.responses import Response, StreamingResponse
 
+from common.errors import ModelRouterError
 from gateway.deps import Gateway, read_body
 from gateway.dispatch import Call, Dispatcher
 from gateway.responses import RawJSONResponse
@@ -31,11 +32,11 @@ def new_request_id(prefix: str) -> str:
 
 
 def build_call(
-    parsed: _Routable, body: bytes, key_id: str, *, endpoint: str, operation: events_pb2.Operation, prefix: str
+    parsed: _Routable, body: bytes, key_id: str, *, endpoint: str, operation: events_pb2.Operation, request_id: str
 ) -> Call:
     stream = bool(getattr(parsed, "stream", False))
     return Call(
-        request_id=new_request_id(prefix),
+        request_id=request_id,
         key_id=key_id,
         endpoint=endpoint,
         operation=operation,
@@ -58,9 +59,14 @@ async def handle(
     prefix: str,
 ) -> Response:
     """Read, validate and dispatch an OpenAI-format request; answer JSON or SSE."""
-    body = await read_body(request, gateway.settings.max_body_bytes)
-    parsed: Any = parse_body(schema, body)
-    call = build_call(parsed, body, key_id, endpoint=endpoint, operation=operation, prefix=prefix)
+    request_id = request.state.request_id = new_request_id(prefix)
+    try:
+        body = await read_body(request, gateway.settings.max_body_bytes)
+        parsed: Any = parse_body(schema, body)
+    except ModelRouterError as exc:  # an authenticated request that never reached a model still counts
+        gateway.dispatcher.reject(Call(request_id, key_id, endpoint, operation, model="", body=b""), exc)
+        raise
+    call = build_call(parsed, body, key_id, endpoint=endpoint, operation=operation, request_id=request_id)
     return await answer(request, gateway.dispatcher, call)
 
 

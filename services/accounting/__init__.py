@@ -1,0 +1,1 @@
+"""Accounting: stores one row per finished request from the JetStream usage stream into Postgres."""

@@ -1,0 +1,85 @@
+"""A wire ``UsageEvent`` -> a ``usage_records`` row (a dict of column values, for a bulk insert)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from google.protobuf.message import DecodeError
+
+from accounting.pricing import cost_usd
+from modelrouter.events.v1 import events_pb2
+
+_STATUS_NAMES = {
+    events_pb2.REQUEST_STATUS_SUCCESS: "success",
+    events_pb2.REQUEST_STATUS_ERROR: "error",
+    events_pb2.REQUEST_STATUS_CANCELLED: "cancelled",
+}
+
+
+class MalformedEventError(ValueError):
+    """The message can never become a row: retrying it would not help."""
+
+
+def _optional(text: str) -> str | None:
+    # Proto3 has no null: an empty string means "not known" (e.g. no deployment was chosen).
+    return _clean(text) or None
+
+
+def _clean(text: str) -> str:
+    # Postgres text cannot hold NUL; upstream error messages are not ours to trust.
+    return text.replace("\x00", "")
+
+
+def _timestamp(unix_ms: int) -> datetime:
+    return datetime.fromtimestamp(unix_ms / 1000, tz=UTC)
+
+
+def decode_event(data: bytes) -> events_pb2.UsageEvent:
+    try:
+        return events_pb2.UsageEvent.FromString(data)
+    except DecodeError as exc:
+        raise MalformedEventError(f"not a UsageEvent: {exc}") from None
+
+
+def row_from_event(event: events_pb2.UsageEvent) -> dict[str, Any]:
+    if not event.request_id:
+        raise MalformedEventError("UsageEvent has no request_id")
+    status = _STATUS_NAMES.get(event.status)
+    if status is None:
+        raise MalformedEventError(f"UsageEvent {event.request_id}: unknown status {event.status}")
+    usage, price = event.usage, event.price
+    try:
+        cost = cost_usd(usage.prompt_tokens, usage.completion_tokens, price.prompt_per_1k, price.completion_per_1k)
+        started_at = _timestamp(event.started_at_unix_ms)
+        finished_at = _timestamp(event.finished_at_unix_ms)
+    except (ValueError, OverflowError, OSError, ArithmeticError) as exc:
+        raise MalformedEventError(f"UsageEvent {event.request_id}: {exc}") from None
+    return {
+        "request_id": _clean(event.request_id),
+        "key_id": _clean(event.key_id),
+        "endpoint": _clean(event.endpoint),
+        "requested_model": _clean(event.requested_model),
+        "provider": _optional(event.provider),
+        "upstream_model": _optional(event.upstream_model),
+        "deployment_id": _optional(event.deployment_id),
+        "status": status,
+        "http_status": event.http_status,
+        "error_type": _optional(event.error_type),
+        "error_message": _optional(event.error_message),
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+        "cached_tokens": usage.cached_tokens,
+        "cost_usd": cost,
+        "stream": event.stream,
+        "attempts": event.attempts,
+        "latency_ms": event.latency_ms,
+        "ttft_ms": event.ttft_ms or None,  # 0 on the wire when nothing was streamed
+        "started_at": started_at,
+        "finished_at": finished_at,
+    }
+
+
+def row_from_message(data: bytes) -> dict[str, Any]:
+    return row_from_event(decode_event(data))

@@ -1,0 +1,60 @@
+"""The ``usage_records`` table: one row per finished request, written only by the consumer.
+
+The schema itself is created by the Alembic migration (``alembic/versions``); this model is what
+the code reads and writes, and a test checks that the two agree.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import BigInteger, CheckConstraint, DateTime, Float, Index, Integer, Numeric, String, text
+from sqlmodel import Field, SQLModel
+
+STATUSES = ("success", "error", "cancelled")
+
+# USD; 12 decimal places keep per-token prices of the cheapest models exact.
+COST_PRECISION, COST_SCALE = 20, 12
+
+
+class UsageRecord(SQLModel, table=True):
+    __tablename__ = "usage_records"
+    __table_args__ = (
+        CheckConstraint(f"status IN {STATUSES!r}", name="ck_usage_records_status"),
+        # Per-key and per-model reports over a time range.
+        Index("ix_usage_records_key_id_started_at", "key_id", "started_at"),
+        Index("ix_usage_records_requested_model_started_at", "requested_model", "started_at"),
+        Index("ix_usage_records_started_at", "started_at"),
+    )
+
+    request_id: str = Field(primary_key=True, sa_type=String)
+    key_id: str = Field(sa_type=String, description="the key's non-secret id, never the key")
+    endpoint: str = Field(sa_type=String)
+    requested_model: str = Field(sa_type=String)
+    # NULL when the request ended before a deployment was chosen.
+    provider: str | None = Field(default=None, sa_type=String)
+    upstream_model: str | None = Field(default=None, sa_type=String)
+    deployment_id: str | None = Field(default=None, sa_type=String)
+    status: str = Field(sa_type=String(16))
+    http_status: int = Field(sa_type=Integer)
+    error_type: str | None = Field(default=None, sa_type=String)
+    error_message: str | None = Field(default=None, sa_type=String)
+    # The event's counters are uint32, beyond INTEGER's range.
+    prompt_tokens: int = Field(sa_type=BigInteger)
+    completion_tokens: int = Field(sa_type=BigInteger)
+    total_tokens: int = Field(sa_type=BigInteger)
+    cached_tokens: int = Field(sa_type=BigInteger)
+    cost_usd: Decimal = Field(sa_type=Numeric(COST_PRECISION, COST_SCALE))
+    stream: bool
+    attempts: int = Field(sa_type=Integer)
+    latency_ms: float = Field(sa_type=Float)
+    ttft_ms: float | None = Field(default=None, sa_type=Float, description="NULL when nothing streamed")
+    started_at: datetime = Field(sa_type=DateTime(timezone=True))
+    finished_at: datetime = Field(sa_type=DateTime(timezone=True))
+    recorded_at: datetime | None = Field(
+        default=None,
+        sa_type=DateTime(timezone=True),
+        nullable=False,
+        sa_column_kwargs={"server_default": text("now()")},
+    )

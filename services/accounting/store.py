@@ -1,0 +1,119 @@
+"""Postgres side of accounting: the pooled async engine and the idempotent bulk insert."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import exc as sa_exc
+from sqlalchemy import text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from accounting.models import UsageRecord
+from common.messaging import DependencyUnavailable
+
+TABLE = UsageRecord.__tablename__
+# A redelivered event (lost ack, restart mid-batch, publish outside JetStream's dedup window)
+# finds its row already there and changes nothing.
+_INSERT = insert(UsageRecord).on_conflict_do_nothing(index_elements=["request_id"])
+
+
+class RowsRejectedError(Exception):
+    """Postgres refused the rows' values; the same rows would be refused again."""
+
+
+class StoreUnavailableError(Exception):
+    """Postgres could not be reached or failed for a reason unrelated to the rows; retry later."""
+
+
+class SchemaMissingError(RuntimeError):
+    pass
+
+
+def async_database_url(url: str) -> URL:
+    """``url`` with the asyncpg driver (``postgresql://`` is accepted too)."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+asyncpg")
+    return parsed
+
+
+def create_engine(url: str, *, command_timeout_s: float = 15.0) -> AsyncEngine:
+    # One batch is written at a time, so a small pool suffices; pre-ping replaces connections
+    # Postgres dropped (restart, idle kill) before a batch fails on them.
+    return create_async_engine(
+        async_database_url(url),
+        pool_size=2,
+        max_overflow=2,
+        pool_pre_ping=True,
+        connect_args={"timeout": 5, "command_timeout": command_timeout_s},
+    )
+
+
+def _rows_at_fault(exc: BaseException) -> bool:
+    """Postgres refused the values themselves (SQLSTATE class 22 data exception or 23 integrity
+    violation), or asyncpg could not encode one (e.g. a uint32 beyond INTEGER)."""
+    if isinstance(exc, sa_exc.DataError | sa_exc.IntegrityError):
+        return True
+    if not isinstance(exc, sa_exc.DBAPIError):
+        return False
+    sqlstate = str(getattr(exc.orig, "sqlstate", None) or "")
+    return sqlstate[:2] in ("22", "23") or isinstance(getattr(exc.orig, "__cause__", None), ValueError)
+
+
+def _unavailable(exc: BaseException) -> bool:
+    return isinstance(exc, sa_exc.SQLAlchemyError | OSError | asyncio.TimeoutError)
+
+
+class UsageStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self.healthy = False
+
+    @property
+    def display_url(self) -> str:
+        return self._engine.url.render_as_string(hide_password=True)
+
+    async def check(self) -> None:
+        """Raise DependencyUnavailable if Postgres does not answer, SchemaMissingError if the
+        table is not there."""
+        try:
+            async with self._engine.connect() as conn:
+                found = await conn.scalar(text("SELECT to_regclass(:table)"), {"table": TABLE})
+        except Exception as exc:
+            if not _unavailable(exc):
+                raise
+            self.healthy = False
+            raise DependencyUnavailable("postgres", self.display_url, _reason(exc)) from None
+        if found is None:
+            raise SchemaMissingError(
+                f"table {TABLE} does not exist in {self.display_url}; run `make migrate` "
+                "(cd services/accounting && python -m alembic upgrade head)"
+            )
+        self.healthy = True
+
+    async def insert(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert ``rows`` in one transaction, skipping request ids already stored."""
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(_INSERT, list(rows))
+        except Exception as exc:
+            if _rows_at_fault(exc):
+                self.healthy = True
+                raise RowsRejectedError(_reason(exc)) from exc
+            if not _unavailable(exc):
+                raise
+            self.healthy = False
+            raise StoreUnavailableError(_reason(exc)) from exc
+        self.healthy = True
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+
+def _reason(exc: BaseException) -> str:
+    inner = getattr(exc, "orig", None) or exc
+    return f"{type(inner).__name__}: {inner}".splitlines()[0]

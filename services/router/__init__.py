@@ -1,0 +1,1 @@
+"""The router: picks a healthy, under-limit deployment for each request (gRPC, state in Redis)."""

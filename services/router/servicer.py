@@ -1,0 +1,56 @@
+"""The Router gRPC methods: thin, the work is in ``selection`` (config) and ``state`` (Redis)."""
+
+from __future__ import annotations
+
+import grpc.aio
+from opentelemetry import trace
+
+from common.errors import NotFoundError
+from modelrouter.router.v1 import router_pb2, router_pb2_grpc
+from router.grpc_errors import aborts_on_error
+from router.selection import Catalog
+from router.state import RouterState
+
+
+class RouterServicer(router_pb2_grpc.RouterServicer):
+    def __init__(self, catalog: Catalog, state: RouterState) -> None:
+        self._catalog = catalog
+        self._state = state
+
+    @aborts_on_error
+    async def Route(
+        self, request: router_pb2.RouteRequest, context: grpc.aio.ServicerContext
+    ) -> router_pb2.RouteResponse:
+        candidates = self._catalog.candidates(request.model, request.exclude_deployments)
+        pick = await self._state.pick(request.model, candidates, request.estimated_tokens)
+        response = router_pb2.RouteResponse()
+        response.target.CopyFrom(candidates[pick.chosen].target)
+        response.target.recent_failures = pick.recent_failures
+        response.fallbacks.extend(candidates[i].target for i in pick.fallbacks)
+        trace.get_current_span().set_attribute("modelrouter.deployment_id", response.target.deployment_id)
+        return response
+
+    @aborts_on_error
+    async def ListModels(
+        self, request: router_pb2.ListModelsRequest, context: grpc.aio.ServicerContext
+    ) -> router_pb2.ListModelsResponse:
+        return self._catalog.models
+
+    @aborts_on_error
+    async def ReportOutcome(
+        self, request: router_pb2.OutcomeReport, context: grpc.aio.ServicerContext
+    ) -> router_pb2.OutcomeAck:
+        # Unknown ids would otherwise create Redis keys for deployments that do not exist.
+        if not self._catalog.knows_deployment(request.deployment_id):
+            raise NotFoundError(
+                f"unknown deployment {request.deployment_id!r}",
+                param="deployment_id",
+                code="deployment_not_found",
+            )
+        healthy = await self._state.report_outcome(
+            request.deployment_id,
+            success=request.success,
+            status_code=request.status_code,
+            retry_after_s=request.retry_after_s,
+        )
+        return router_pb2.OutcomeAck(healthy=healthy)
