@@ -61,10 +61,15 @@ async def connect_nats(url: str, name: str, first_connect_timeout_s: float = 5.0
 
 
 @contextmanager
-def producer_span(subject: str, headers: dict[str, str] | None = None) -> Iterator[tuple[Span, dict[str, str]]]:
-    """A PRODUCER span for one publish; yields the headers carrying its ``traceparent``."""
+def producer_span(
+    subject: str, headers: dict[str, str] | None = None, parent: str | None = None
+) -> Iterator[tuple[Span, dict[str, str]]]:
+    """A PRODUCER span for one publish; yields the headers carrying its ``traceparent``. ``parent``
+    (a W3C traceparent) overrides the current span as the parent."""
+    context = extract_context({"traceparent": parent}) if parent else None
     with _tracer.start_as_current_span(
-        f"publish {subject.split('.', 3)[-1] if subject.count('.') > 2 else subject}",
+        f"send {subject}",
+        context=context,
         kind=SpanKind.PRODUCER,
         attributes={"messaging.system": "nats", "messaging.destination.name": subject},
     ) as span:

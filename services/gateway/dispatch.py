@@ -68,6 +68,7 @@ class Ledger:
     attempt: Attempt | None = None  # the one in flight, which a client disconnect must cancel
     attempts: int = 0
     usage: events_pb2.Usage | None = None
+    worker_span: str = ""  # traceparent of the worker span that produced the final result
     first_byte_at: float | None = None
     error: ModelRouterError | None = None
     cancelled: bool = False
@@ -130,7 +131,7 @@ class Dispatcher:
         ledger = Ledger()
         try:
             reply = await self._first_reply(call, ledger)
-            ledger.usage = reply.result.usage
+            ledger.usage, ledger.worker_span = reply.result.usage, reply.result.traceparent
             return reply.result.body
         except ModelRouterError as exc:
             ledger.error = exc
@@ -175,7 +176,7 @@ class Dispatcher:
                         yield encoded
                 elif reply.HasField("result"):
                     finished = True
-                    ledger.usage = reply.result.usage
+                    ledger.usage, ledger.worker_span = reply.result.usage, reply.result.traceparent
                     if reply.result.ok:
                         yield encoder.done(reply.result.usage)
                     else:
@@ -297,7 +298,7 @@ class Dispatcher:
             while (left := deadline - time.perf_counter()) > 0:
                 reply = await attempt.next(left)
                 if reply.HasField("result"):
-                    ledger.usage = reply.result.usage
+                    ledger.usage, ledger.worker_span = reply.result.usage, reply.result.traceparent
                     break
         except TimeoutError:
             log.warning("request %s: no partial usage from the worker after cancel", call.request_id)
@@ -337,7 +338,7 @@ class Dispatcher:
         else:
             event.status = events_pb2.REQUEST_STATUS_SUCCESS
             event.http_status = 200
-        self._usage.publish(event)
+        self._usage.publish(event, ledger.worker_span or None)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.ensure_future(coro)

@@ -31,14 +31,16 @@ class UsagePublisher:
         self._subject = subject
         self._pending: set[asyncio.Task[None]] = set()
 
-    def publish(self, event: events_pb2.UsageEvent) -> None:
-        task = asyncio.create_task(self._publish(event))
+    def publish(self, event: events_pb2.UsageEvent, parent: str | None = None) -> None:
+        """Store ``event`` in the background; ``parent`` is the traceparent of the span that produced
+        the usage (the worker's), so the accounting span hangs under it."""
+        task = asyncio.create_task(self._publish(event, parent))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    async def _publish(self, event: events_pb2.UsageEvent) -> None:
+    async def _publish(self, event: events_pb2.UsageEvent, parent: str | None) -> None:
         payload = event.SerializeToString()
-        with producer_span(self._subject, {subjects.MSG_ID_HEADER: event.request_id}) as (_, headers):
+        with producer_span(self._subject, {subjects.MSG_ID_HEADER: event.request_id}, parent) as (_, headers):
             for attempt in range(RETRIES):
                 try:
                     await self._js.publish(self._subject, payload, headers=headers)

@@ -255,6 +255,12 @@ async def test_one_trace_spans_all_four_services(running_stack: RunningStack) ->
     accounting_consumer = [s for s in found if s.service == "modelrouter-accounting" and s.kind == 5]
     assert router_server and all(parent_service(s) == "modelrouter-gateway" for s in router_server)
     assert worker_consumer and all(parent_service(s) == "modelrouter-gateway" for s in worker_consumer)
-    assert accounting_consumer and all(parent_service(s) for s in accounting_consumer)
+    # accounting consumes the usage event the gateway published on behalf of the worker's result:
+    # CONSUMER (accounting) -> PRODUCER "send usage" (gateway) -> the worker's span.
+    assert accounting_consumer
+    for span in accounting_consumer:
+        producer = by_id[span.parent_span_id]
+        assert producer.kind == 4 and producer.service == "modelrouter-gateway"  # PRODUCER
+        assert parent_service(producer) == "modelrouter-workers"
     upstream_or_adapter = [s for s in found if s.service == "modelrouter-workers" and s.kind != 5]
     assert all(parent_service(s) == "modelrouter-workers" for s in upstream_or_adapter)

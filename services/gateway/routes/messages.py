@@ -1,0 +1,61 @@
+"""POST /v1/messages: Anthropic's Messages API, served by whichever deployment routing picks.
+
+Every failure here, authentication included, answers in Anthropic's error shape, which is why the
+key is checked in the handler rather than by the shared (OpenAI-shaped) dependency.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response, StreamingResponse
+
+from common.errors import ModelRouterError
+from gateway.anthropic.errors import error_response
+from gateway.anthropic.request import to_openai_json
+from gateway.anthropic.response import to_anthropic_message
+from gateway.anthropic.schemas import parse_request
+from gateway.anthropic.stream import AnthropicStreamEncoder
+from gateway.deps import GatewayDep, read_body
+from gateway.dispatch import Call
+from gateway.responses import RawJSONResponse
+from gateway.routes.answer import BYTES_PER_TOKEN, SSE_HEADERS, complete_unless_disconnected, new_request_id
+from modelrouter.events.v1 import events_pb2
+
+router = APIRouter()
+
+ENDPOINT = "/v1/messages"
+
+
+@router.post(ENDPOINT)
+async def create_message(request: Request, gateway: GatewayDep) -> Response:
+    request_id = new_request_id("msg")  # also the message id, so a client can quote either
+    try:
+        key_id = gateway.keys.authenticate(request.headers.get("authorization"), request.headers.get("x-api-key"))
+        raw = await read_body(request, gateway.settings.max_body_bytes)
+        parsed = parse_request(raw)
+        call = Call(
+            request_id=request_id,
+            key_id=key_id,
+            endpoint=ENDPOINT,
+            operation=events_pb2.OPERATION_CHAT_COMPLETIONS,
+            model=parsed.model,  # the client's name: routing picks the deployment, of any provider
+            body=to_openai_json(parsed),
+            stream=parsed.stream,
+            include_usage=parsed.stream,  # message_delta reports the usage of a streamed message
+            estimated_tokens=len(raw) // BYTES_PER_TOKEN,
+        )
+        # ``request-id`` is where Anthropic's SDKs read a response's id from.
+        headers = {"request-id": request_id, "x-request-id": request_id}
+        if call.stream:
+            encoder = AnthropicStreamEncoder(message_id=request_id, model=parsed.model)
+            frames = await gateway.dispatcher.open_stream(call, encoder)
+            return StreamingResponse(
+                frames, media_type="text/event-stream; charset=utf-8", headers=SSE_HEADERS | headers
+            )
+        completion = await complete_unless_disconnected(request, gateway.dispatcher, call)
+        if completion is None:
+            return Response(status_code=499)  # nobody is listening; accounted as cancelled
+        message = to_anthropic_message(completion, message_id=request_id, model=parsed.model)
+        return RawJSONResponse(message, headers=headers)
+    except ModelRouterError as exc:
+        return error_response(exc, request_id)
