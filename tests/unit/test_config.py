@@ -51,8 +51,14 @@ def test_deployments_for_a_model_come_in_priority_order() -> None:
 @pytest.mark.parametrize(
     ("text", "names"),
     [
-        ("deployments: [{id: a, model: m, provider: nope}]\nproviders: {fake: {adapter: fake}}", "deployments.0.provider"),
-        ("providers: {fake: {adapter: fake}}\ndeployments: [{id: a, model: m, provider: fake, rpm: -1}]", "deployments.0.rpm"),
+        (
+            "deployments: [{id: a, model: m, provider: nope}]\nproviders: {fake: {adapter: fake}}",
+            "deployments.0.provider",
+        ),
+        (
+            "providers: {fake: {adapter: fake}}\ndeployments: [{id: a, model: m, provider: fake, rpm: -1}]",
+            "deployments.0.rpm",
+        ),
         ("providers: {fake: {adapter: fake, timeout_s: zero}}", "providers.fake.timeout_s"),
         ("providers: {fake: {adapter: fake, colour: red}}", "providers.fake.colour"),
         ("health: {failure_threshold: 0}", "health.failure_threshold"),
