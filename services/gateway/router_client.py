@@ -47,7 +47,13 @@ class RouterClient:
     def __init__(self, address: str) -> None:
         self._channel = grpc.aio.insecure_channel(
             address,
-            options=[("grpc.keepalive_time_ms", 30_000), ("grpc.enable_retries", 1)],
+            # round_robin spreads calls over every router replica a DNS name resolves to (a headless
+            # Kubernetes Service), instead of pinning each gateway to one.
+            options=[
+                ("grpc.keepalive_time_ms", 30_000),
+                ("grpc.enable_retries", 1),
+                ("grpc.lb_policy_name", "round_robin"),
+            ],
             interceptors=aio_client_interceptors(),
         )
         self._stub = router_pb2_grpc.RouterStub(self._channel)
