@@ -5,7 +5,7 @@ hands the pieces to these builders, so every provider's output has exactly OpenA
 ``chat.completion``, ``chat.completion.chunk`` (role delta first, text and tool-call deltas,
 finish chunk, the ``choices: []`` usage chunk), and the embeddings list (``float`` or ``base64``).
 Legacy ``/v1/completions`` on a chat-only provider goes through chat: ``chat_body_from_completion``
-on the way in, ``CompletionFromChat`` on the way out.
+on the way in, ``completion_from_chat`` / ``completion_chunk_from_chat`` on the way out.
 """
 
 from __future__ import annotations
@@ -43,6 +43,35 @@ class ToolCall:
         return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": self.arguments}}
 
 
+@dataclass(slots=True)
+class Choice:
+    """One of the ``n`` answers of a whole chat completion."""
+
+    content: str | None
+    finish_reason: str
+    tool_calls: Sequence[ToolCall] = ()
+
+    def json(self, index: int) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": self.content, "refusal": None}
+        if self.tool_calls:
+            message["tool_calls"] = [t.json() for t in self.tool_calls]
+        return {"index": index, "message": message, "logprobs": None, "finish_reason": self.finish_reason}
+
+
+def chat_completion_json(
+    call: ProviderCall, *, response_id: str, choices: Sequence[Choice], usage: Usage, created: int | None = None
+) -> dict[str, Any]:
+    """A whole ``chat.completion`` with one entry per choice, as a dict (``completion_from_chat`` takes it)."""
+    return {
+        "id": response_id,
+        "object": "chat.completion",
+        "created": created or int(time.time()),
+        "model": call.upstream_model,
+        "choices": [choice.json(i) for i, choice in enumerate(choices)],
+        "usage": usage_json(usage),
+    }
+
+
 def chat_completion(
     call: ProviderCall,
     *,
@@ -54,29 +83,24 @@ def chat_completion(
     created: int | None = None,
 ) -> ProviderResponse:
     """A whole ``chat.completion`` with one choice."""
-    message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
-    if tool_calls:
-        message["tool_calls"] = [t.json() for t in tool_calls]
-    body = {
-        "id": response_id,
-        "object": "chat.completion",
-        "created": created or int(time.time()),
-        "model": call.upstream_model,
-        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}],
-        "usage": usage_json(usage),
-    }
+    choice = Choice(content, finish_reason, tool_calls)
+    body = chat_completion_json(call, response_id=response_id, choices=[choice], usage=usage, created=created)
     return ProviderResponse(orjson.dumps(body), usage)
 
 
 @dataclass
 class ChatChunks:
     """The chunks of one streamed chat answer, in OpenAI's order. Call ``role`` first (or let the first
-    ``text``/``tool_call`` do it), then any deltas, then ``finish``, then ``usage``."""
+    ``text``/``tool_call`` do it), then any deltas, then ``finish``, then ``usage``. With ``n`` > 1, pass
+    ``choice`` (the choice's index); each choice gets its own role delta."""
 
     call: ProviderCall
     response_id: str
     created: int = field(default_factory=lambda: int(time.time()))
-    _started: bool = False
+    # Put the role into the first delta that has something to say instead of a delta of its own, so
+    # one provider event makes one chunk (as OpenAI's own first tool-call delta carries the role).
+    role_in_first_delta: bool = False
+    _started: set[int] = field(default_factory=set)  # choices whose role was sent
 
     def _body(self, choices: list[dict[str, Any]]) -> dict[str, Any]:
         return {
@@ -90,31 +114,37 @@ class ChatChunks:
     def _chunk(self, choices: list[dict[str, Any]], text_chars: int = 0) -> StreamChunk:
         return StreamChunk(orjson.dumps(self._body(choices)), text_chars=text_chars)
 
-    def _delta(self, delta: dict[str, Any], finish_reason: str | None = None, text_chars: int = 0) -> StreamChunk:
-        return self._chunk([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}], text_chars)
+    def _delta(
+        self, delta: dict[str, Any], finish_reason: str | None = None, text_chars: int = 0, choice: int = 0
+    ) -> StreamChunk:
+        if choice not in self._started:  # only with role_in_first_delta: start() has not sent the role
+            self._started.add(choice)
+            delta = {"role": "assistant", **delta}
+        choices = [{"index": choice, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]
+        return self._chunk(choices, text_chars)
 
-    def start(self) -> list[StreamChunk]:
-        """The opening role delta, once; an empty list if already sent."""
-        if self._started:
+    def start(self, choice: int = 0) -> list[StreamChunk]:
+        """The opening role delta, once; an empty list if already sent (or left to the first delta)."""
+        if choice in self._started or self.role_in_first_delta:
             return []
-        self._started = True
-        return [self._delta({"role": "assistant", "content": ""})]
+        self._started.add(choice)
+        return [self._delta({"role": "assistant", "content": ""}, choice=choice)]
 
-    def text(self, text: str) -> list[StreamChunk]:
-        return [*self.start(), self._delta({"content": text}, text_chars=len(text))]
+    def text(self, text: str, *, choice: int = 0) -> list[StreamChunk]:
+        return [*self.start(choice), self._delta({"content": text}, text_chars=len(text), choice=choice)]
 
-    def tool_call_start(self, index: int, tool_id: str, name: str) -> list[StreamChunk]:
+    def tool_call_start(self, index: int, tool_id: str, name: str, *, choice: int = 0) -> list[StreamChunk]:
         """The first delta of tool call ``index``: its id and name, empty arguments."""
         function = {"name": name, "arguments": ""}
         delta = {"tool_calls": [{"index": index, "id": tool_id, "type": "function", "function": function}]}
-        return [*self.start(), self._delta(delta)]
+        return [*self.start(choice), self._delta(delta, choice=choice)]
 
-    def tool_call_arguments(self, index: int, partial_json: str) -> list[StreamChunk]:
+    def tool_call_arguments(self, index: int, partial_json: str, *, choice: int = 0) -> list[StreamChunk]:
         delta = {"tool_calls": [{"index": index, "function": {"arguments": partial_json}}]}
-        return [*self.start(), self._delta(delta, text_chars=len(partial_json))]
+        return [*self.start(choice), self._delta(delta, text_chars=len(partial_json), choice=choice)]
 
-    def finish(self, finish_reason: str) -> list[StreamChunk]:
-        return [*self.start(), self._delta({}, finish_reason)]
+    def finish(self, finish_reason: str, *, choice: int = 0) -> list[StreamChunk]:
+        return [*self.start(choice), self._delta({}, finish_reason, choice=choice)]
 
     def usage(self, usage: Usage) -> StreamChunk:
         body = self._body([])
@@ -225,3 +255,61 @@ def completion_chunk_from_chat(chunk_json: dict[str, Any]) -> dict[str, Any] | N
     if chunk_json.get("usage") is not None:
         out["usage"] = chunk_json["usage"]
     return out
+
+
+# --- legacy completions from a provider that completes text natively ------------------------------
+
+
+def text_completion(
+    call: ProviderCall,
+    *,
+    response_id: str,
+    text: str,
+    finish_reason: str,
+    usage: Usage,
+    created: int | None = None,
+) -> ProviderResponse:
+    """A whole ``text_completion`` with one choice."""
+    body = {
+        "id": response_id,
+        "object": "text_completion",
+        "created": created or int(time.time()),
+        "model": call.upstream_model,
+        "choices": [{"text": text, "index": 0, "logprobs": None, "finish_reason": finish_reason}],
+        "usage": usage_json(usage),
+    }
+    return ProviderResponse(orjson.dumps(body), usage)
+
+
+@dataclass
+class CompletionChunks:
+    """The chunks of one streamed ``text_completion``: text pieces, the finish chunk, the usage chunk.
+    Same methods as ``ChatChunks`` (minus tool calls), so a provider's stream reader can feed either."""
+
+    call: ProviderCall
+    response_id: str
+    created: int = field(default_factory=lambda: int(time.time()))
+
+    def _body(self, choices: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "id": self.response_id,
+            "object": "text_completion",
+            "created": self.created,
+            "model": self.call.upstream_model,
+            "choices": choices,
+        }
+
+    def _choice(self, text: str, finish_reason: str | None = None, index: int = 0) -> StreamChunk:
+        choice = {"text": text, "index": index, "logprobs": None, "finish_reason": finish_reason}
+        return StreamChunk(orjson.dumps(self._body([choice])), text_chars=len(text))
+
+    def text(self, text: str, *, choice: int = 0) -> list[StreamChunk]:
+        return [self._choice(text, index=choice)]
+
+    def finish(self, finish_reason: str, *, choice: int = 0) -> list[StreamChunk]:
+        return [self._choice("", finish_reason, index=choice)]
+
+    def usage(self, usage: Usage) -> StreamChunk:
+        body = self._body([])
+        body["usage"] = usage_json(usage)
+        return StreamChunk(orjson.dumps(body), usage=usage, usage_only=True)

@@ -1,0 +1,1 @@
+"""The NATS queue-group consumers that call upstream providers (``python -m workers``)."""

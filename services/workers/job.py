@@ -1,0 +1,186 @@
+"""One job, start to end: accept it, call the adapter, relay each chunk as it arrives, and finish with
+exactly one result, whatever happened (success, provider error, cancel, a bug)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncGenerator, Mapping
+from typing import Any
+
+import orjson
+from nats.aio.client import Client as NATS
+from nats.errors import MaxPayloadError
+from opentelemetry.trace import Span, Status, StatusCode
+
+from common.config import ProviderConfig
+from common.errors import InvalidRequestError, ModelRouterError, UpstreamError
+from common.messaging import consumer_span
+from common.providers.base import Operation, ProviderAdapter, ProviderCall, Usage
+from common.telemetry import traceparent_of
+from modelrouter.events.v1 import events_pb2
+from workers.adapters import AdapterPool
+from workers.outcome import WorkerShutdownError, error_message, failed, usage_message
+from workers.usage import UsageMeter
+
+log = logging.getLogger(__name__)
+
+OPERATIONS: dict[int, str] = {
+    events_pb2.OPERATION_CHAT_COMPLETIONS: Operation.CHAT,
+    events_pb2.OPERATION_COMPLETIONS: Operation.COMPLETIONS,
+    events_pb2.OPERATION_EMBEDDINGS: Operation.EMBEDDINGS,
+    events_pb2.OPERATION_IMAGES: Operation.IMAGES,
+}
+# For a target that arrives without a timeout: the config's default for a provider.
+DEFAULT_TIMEOUT_S: float = ProviderConfig.model_fields["timeout_s"].default
+
+
+class MissingApiKeyError(ModelRouterError):
+    default_code = "missing_api_key"
+
+
+class JobControl:
+    """A job in flight as the runner sees it: what it can stop, and why it stopped it."""
+
+    __slots__ = ("in_call", "job", "stop_reason", "task")
+
+    def __init__(self, job: events_pb2.Job) -> None:
+        self.job = job
+        self.task: asyncio.Task[None] | None = None
+        self.stop_reason: UpstreamError | None = None
+        self.in_call = False  # only the provider call is interrupted; replies are always sent
+
+    def stop(self, reason: UpstreamError) -> None:
+        if self.stop_reason is not None:  # the first reason stands; cancelling once is enough
+            return
+        self.stop_reason = reason
+        if self.in_call and self.task is not None:
+            self.task.cancel()
+
+
+class JobExecutor:
+    def __init__(self, nc: NATS, adapters: AdapterPool, worker_id: str, env: Mapping[str, str]) -> None:
+        self._nc = nc
+        self._adapters = adapters
+        self._worker_id = worker_id
+        self._env = env
+
+    async def run(self, control: JobControl, subject: str, headers: Mapping[str, str] | None) -> None:
+        job = control.job
+        with consumer_span(f"process {subject}", subject, headers) as span:
+            span.set_attributes(
+                {
+                    "modelrouter.request_id": job.request_id,
+                    "modelrouter.deployment_id": job.target.deployment_id,
+                    "modelrouter.provider": job.target.provider,
+                    "modelrouter.attempt": job.attempt,
+                    "modelrouter.stream": job.stream,
+                    "gen_ai.request.model": job.target.upstream_model,
+                }
+            )
+            accepted = events_pb2.Accepted(worker_id=self._worker_id)
+            await self._reply(job, events_pb2.Reply(accepted=accepted))
+            result = await self._attempt(control)
+            result.traceparent = traceparent_of(span)
+            _record(span, result)
+            try:
+                await self._reply(job, events_pb2.Reply(result=result))
+            except MaxPayloadError:
+                # A whole answer (a big embeddings batch, say) can outgrow one NATS message.
+                error = UpstreamError(
+                    f"The answer ({len(result.body)} bytes) is larger than the message bus allows.",
+                    code="response_too_large",
+                    retryable=False,
+                )
+                too_large = events_pb2.Result(
+                    ok=False, error=error_message(error), usage=result.usage, traceparent=result.traceparent
+                )
+                await self._reply(job, events_pb2.Reply(result=too_large))
+
+    async def _attempt(self, control: JobControl) -> events_pb2.Result:
+        job = control.job
+        meter: UsageMeter | None = None
+        control.in_call = True
+        try:
+            if control.stop_reason is not None:  # stopped between arriving and starting
+                raise control.stop_reason
+            call = self._call_of(job)
+            adapter = self._adapters.get(job.target.provider, job.target.base_url)
+            meter = UsageMeter(call.body)
+            if job.stream:
+                await self._relay(job, adapter, call, meter)
+                return events_pb2.Result(ok=True, usage=usage_message(meter.counted(prompt_sent=True)))
+            response = await adapter.send(call)
+            return events_pb2.Result(ok=True, body=response.body, usage=usage_message(response.usage))
+        except ModelRouterError as exc:
+            return failed(exc, meter.counted(prompt_sent=False) if meter else Usage())
+        except asyncio.CancelledError:
+            # The runner stopped the call (a Cancel from the gateway, or shutdown). The job still
+            # ends with a result carrying the usage so far, so take the cancellation back.
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            reason = control.stop_reason or WorkerShutdownError("The worker stopped the call.")
+            return failed(reason, meter.counted(prompt_sent=True) if meter else Usage())
+        except Exception:
+            log.exception("job %s failed unexpectedly", job.request_id)
+            error = UpstreamError("The worker failed while calling the upstream provider.")
+            return failed(error, meter.counted(prompt_sent=True) if meter else Usage())
+        finally:
+            control.in_call = False
+
+    async def _relay(
+        self, job: events_pb2.Job, adapter: ProviderAdapter, call: ProviderCall, meter: UsageMeter
+    ) -> None:
+        chunks = adapter.stream(call)
+        try:
+            async for chunk in chunks:
+                meter.observe(chunk)
+                if chunk.usage_only and not job.include_usage:
+                    continue
+                await self._reply(job, events_pb2.Reply(chunk=events_pb2.Chunk(data=chunk.data)))
+        finally:
+            # Closing the generator closes its upstream response: a cancelled job hangs up at once.
+            if isinstance(chunks, AsyncGenerator):
+                await chunks.aclose()
+
+    def _call_of(self, job: events_pb2.Job) -> ProviderCall:
+        try:
+            body: Any = orjson.loads(job.body)
+        except orjson.JSONDecodeError:
+            body = None
+        if not isinstance(body, dict):
+            raise InvalidRequestError("The request body must be a JSON object.")
+        operation = OPERATIONS.get(job.operation)
+        if operation is None:
+            raise InvalidRequestError(f"The job names no known operation ({job.operation}).")
+        return ProviderCall(
+            request_id=job.request_id,
+            operation=operation,
+            body=body,
+            upstream_model=job.target.upstream_model,
+            api_key=self._api_key(job.target.api_key_env),
+            timeout_s=job.target.timeout_s or DEFAULT_TIMEOUT_S,
+            stream=job.stream,
+            include_usage=job.include_usage,
+            options=dict(job.target.options),
+        )
+
+    def _api_key(self, env_name: str) -> str | None:
+        if not env_name:
+            return None
+        key = self._env.get(env_name)
+        if not key:
+            raise MissingApiKeyError(f"The worker has no API key for this deployment: {env_name} is not set.")
+        return key
+
+    async def _reply(self, job: events_pb2.Job, reply: events_pb2.Reply) -> None:
+        await self._nc.publish(job.reply_subject, reply.SerializeToString())
+
+
+def _record(span: Span, result: events_pb2.Result) -> None:
+    span.set_attribute("gen_ai.usage.input_tokens", result.usage.prompt_tokens)
+    span.set_attribute("gen_ai.usage.output_tokens", result.usage.completion_tokens)
+    if not result.ok:
+        span.set_attribute("error.type", result.error.type)
+        span.set_status(Status(StatusCode.ERROR, result.error.message))

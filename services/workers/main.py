@@ -1,0 +1,72 @@
+"""``python -m workers``: build the worker's objects, run until SIGTERM/SIGINT, then drain."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+
+import uvloop
+
+from common import subjects
+from common.health import HealthServer
+from common.lifecycle import install_stop_signals
+from common.messaging import DependencyUnavailable, connect_nats
+from common.settings import WorkerSettings, load_settings
+from common.telemetry import setup
+from workers.adapters import AdapterPool
+from workers.job import JobExecutor
+from workers.providers import REGISTRY
+from workers.runner import JobRunner
+
+log = logging.getLogger("workers")
+
+
+async def serve(settings: WorkerSettings, *, jobs_subject: str = subjects.JOBS) -> None:
+    tracing = setup("workers", settings.log_level)
+    # httpx logs every request at INFO; the upstream call's span already records it.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
+    stop = asyncio.Event()
+    install_stop_signals(stop)
+    try:
+        nc = await connect_nats(settings.nats_url, f"workers-{settings.instance_id}")
+        adapters = AdapterPool(REGISTRY)
+        executor = JobExecutor(nc, adapters, settings.instance_id, os.environ)
+        runner = JobRunner(
+            nc,
+            executor,
+            worker_id=settings.instance_id,
+            concurrency=settings.worker_concurrency,
+            jobs_subject=jobs_subject,
+        )
+        health = HealthServer(settings.health_host, settings.health_port, runner.ready)
+        await health.start()
+        try:
+            await runner.start()
+            log.info(
+                "worker %s taking jobs on %s (concurrency %d); health on %s:%d",
+                settings.instance_id,
+                jobs_subject,
+                settings.worker_concurrency,
+                settings.health_host,
+                health.port,
+            )
+            await stop.wait()
+            log.info("stopping: draining %d jobs in flight", runner.in_flight)
+            await runner.drain(settings.drain_timeout_s)
+        finally:
+            await adapters.aclose()
+            await nc.drain()  # flushes the last results before closing
+            await health.stop()
+    finally:
+        tracing.shutdown()
+
+
+def main(*, jobs_subject: str = subjects.JOBS) -> int:
+    settings = load_settings(WorkerSettings)
+    try:
+        uvloop.run(serve(settings, jobs_subject=jobs_subject))
+    except DependencyUnavailable as exc:
+        log.error("%s", exc)
+        return 1
+    return 0

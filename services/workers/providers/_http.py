@@ -1,0 +1,112 @@
+"""HTTP plumbing every network adapter shares: the pooled, traced client, per-call timeouts, and
+provider failures mapped onto ``common.errors`` (so no adapter ever leaks an httpx exception)."""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+import httpx
+from httpx_sse import SSEError
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
+from common.errors import UpstreamError, UpstreamTimeoutError, error_for_upstream_status
+
+log = logging.getLogger(__name__)
+
+# Sized for a gateway: many concurrent calls to few hosts. Keep-alive connections are what make an
+# upstream call cheap; idle ones are dropped after a minute (below most servers' idle timeouts).
+POOL_LIMITS = httpx.Limits(max_connections=1024, max_keepalive_connections=256, keepalive_expiry=60.0)
+# Connecting should take milliseconds; a long call's budget is for the answer, not the handshake.
+MAX_CONNECT_TIMEOUT_S = 10.0
+
+
+def pooled_client(base_url: str) -> httpx.AsyncClient:
+    """One client per adapter instance, reused for every call; each request becomes a CLIENT span
+    (and carries ``traceparent`` upstream)."""
+    client = httpx.AsyncClient(
+        base_url=base_url,
+        limits=POOL_LIMITS,
+        headers={"Content-Type": "application/json"},
+        follow_redirects=False,
+    )
+    HTTPXClientInstrumentor.instrument_client(client)
+    return client
+
+
+def timeout_for(seconds: float) -> httpx.Timeout:
+    """``seconds`` bounds connecting, each write and each wait for upstream bytes (so a stream may run
+    longer than ``seconds`` as long as it keeps producing)."""
+    return httpx.Timeout(seconds, connect=min(seconds, MAX_CONNECT_TIMEOUT_S))
+
+
+def retry_after_s(headers: httpx.Headers) -> float | None:
+    """``Retry-After`` (seconds or an HTTP date), or OpenAI's ``retry-after-ms``."""
+    if millis := headers.get("retry-after-ms"):
+        try:
+            return max(0.0, float(millis) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def upstream_error(
+    provider: str,
+    status: int,
+    headers: httpx.Headers,
+    message: str,
+    *,
+    code: str | None = None,
+    param: str | None = None,
+) -> UpstreamError:
+    """The error for an HTTP failure of the provider, classified by its status."""
+    cls = error_for_upstream_status(status)
+    if status in (401, 403):
+        # Our credentials were refused: the provider's text may quote part of our key, so it goes to
+        # the log, not to the client.
+        log.warning("%s refused the configured credentials (HTTP %d): %s", provider, status, message)
+        message = f"The upstream provider ({provider}) refused the gateway's credentials (HTTP {status})."
+    client_fault = not cls.retryable and cls.status < 500
+    return cls(
+        message or f"The upstream provider ({provider}) answered HTTP {status}.",
+        upstream_status=status,
+        retry_after_s=retry_after_s(headers),
+        # The provider's code/param help a client fix its own request; otherwise they are ours.
+        code=code if client_fault else None,
+        param=param if client_fault else None,
+    )
+
+
+@contextmanager
+def upstream_failures(provider: str, timeout_s: float) -> Iterator[None]:
+    """Translate transport failures inside the block into UpstreamError classes."""
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise UpstreamTimeoutError(f"The upstream provider ({provider}) did not answer within {timeout_s:g}s.") from exc
+    except httpx.ConnectError as exc:
+        raise UpstreamError(f"Could not connect to the upstream provider ({provider}): {exc}") from exc
+    except httpx.TransportError as exc:  # includes a connection dropped mid-stream
+        raise UpstreamError(
+            f"The connection to the upstream provider ({provider}) failed: {exc or type(exc).__name__}"
+        ) from exc
+    except SSEError as exc:
+        raise UpstreamError(f"The upstream provider ({provider}) did not answer with a stream: {exc}") from exc
+
+
+def bearer(api_key: str | None) -> Mapping[str, str]:
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}

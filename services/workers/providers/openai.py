@@ -1,0 +1,204 @@
+"""Any OpenAI-compatible API: OpenAI, Cerebras, DeepInfra, Fireworks, Groq, Mistral, vLLM, Ollama's /v1.
+
+The client's body goes upstream as it came, with ``model`` replaced by the upstream model, so every
+field the gateway does not know reaches the provider unchanged. Streams always ask for usage
+(``stream_options.include_usage``); the worker forwards that final usage chunk only if the client
+asked for it too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, ClassVar
+
+import httpx
+import orjson
+from httpx_sse import EventSource
+
+from common.errors import UpstreamError
+from common.providers.base import (
+    Operation,
+    ProviderAdapter,
+    ProviderCall,
+    ProviderResponse,
+    StreamChunk,
+    Usage,
+)
+from workers.providers._http import bearer, pooled_client, timeout_for, upstream_error, upstream_failures
+
+_SSE_HEADERS = {"Accept": "text/event-stream"}
+
+
+class OpenAIAdapter(ProviderAdapter):
+    name = "openai"
+    # Operation -> path under the base URL. Bodies and answers need no translation on an
+    # OpenAI-compatible API, so serving another endpoint (completions, embeddings, images) is one
+    # entry here plus its contract fixtures.
+    paths: ClassVar[Mapping[str, str]] = {Operation.CHAT: "/chat/completions"}
+    operations = frozenset(paths)
+
+    def __init__(self, base_url: str, options: Mapping[str, str] | None = None) -> None:
+        super().__init__(base_url, options)
+        self._client = pooled_client(self.base_url)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def send(self, call: ProviderCall) -> ProviderResponse:
+        self.check_supported(call)
+        with upstream_failures(self.name, call.timeout_s):
+            response = await self._client.post(
+                self.paths[call.operation],
+                content=self.prepare_body(call),
+                headers=bearer(call.api_key),
+                timeout=timeout_for(call.timeout_s),
+            )
+        if response.is_error:
+            raise self._error(response)
+        answer = _json_object(response.content, self.name)
+        body = self.answer_body(call, answer, response.content)
+        return ProviderResponse(body=body, usage=usage_of(answer.get("usage")) or Usage())
+
+    async def stream(self, call: ProviderCall) -> AsyncIterator[StreamChunk]:
+        self.check_supported(call)
+        done = finished = False  # [DONE] seen; a finish_reason seen
+        with upstream_failures(self.name, call.timeout_s):
+            async with self._client.stream(
+                "POST",
+                self.paths[call.operation],
+                content=self.prepare_body(call),
+                headers={**bearer(call.api_key), **_SSE_HEADERS},
+                timeout=timeout_for(call.timeout_s),
+            ) as response:
+                if response.is_error:
+                    await response.aread()
+                    raise self._error(response)
+                # Read to the end of the body even after [DONE]: a response left unread closes its
+                # connection instead of returning it to the pool.
+                async for event in EventSource(response).aiter_sse():
+                    if done or event.data == "[DONE]":
+                        done = True
+                        continue
+                    chunks, finish_seen = self.stream_chunks(call, event.data)
+                    finished = finished or finish_seen
+                    for chunk in chunks:
+                        yield chunk
+        # Some compatible servers end without [DONE]; a stream that never said why it stopped died.
+        if not (done or finished):
+            raise UpstreamError(f"The upstream provider ({self.name}) ended the stream before it finished.")
+
+    # Hooks for a near-compatible API (see ``mistral.py``): each default keeps OpenAI's behaviour.
+
+    def prepare_body(self, call: ProviderCall) -> bytes:
+        """The upstream request body: here the client's, as ``request_body`` makes it."""
+        return request_body(call)
+
+    def answer_body(self, call: ProviderCall, answer: dict[str, Any], raw: bytes) -> bytes:
+        """The client's response body from the upstream's (``answer`` parsed, ``raw`` as received)."""
+        return raw
+
+    def stream_chunks(self, call: ProviderCall, data: str) -> tuple[list[StreamChunk], bool]:
+        """The chunks to relay for one upstream SSE event, and whether it carried a finish_reason."""
+        chunk, finish_seen = self._chunk(data)
+        return [chunk], finish_seen
+
+    def _chunk(self, data: str) -> tuple[StreamChunk, bool]:
+        parsed = _json_object(data, self.name)
+        choices = parsed.get("choices")
+        if not choices and isinstance(parsed.get("error"), dict):  # an error sent in-band, mid-stream
+            message, _, _ = error_fields(parsed)
+            raise UpstreamError(message or f"The upstream provider ({self.name}) failed mid-stream.")
+        choices = choices if isinstance(choices, list) else []
+        usage = usage_of(parsed.get("usage"))
+        chunk = StreamChunk(
+            data=data.encode(),
+            usage=usage,
+            usage_only=not choices and usage is not None,
+            text_chars=generated_chars(choices),
+        )
+        return chunk, any(isinstance(c, dict) and c.get("finish_reason") for c in choices)
+
+    def _error(self, response: httpx.Response) -> UpstreamError:
+        message, code, param = error_fields(_json_or_none(response.content))
+        if not message:
+            message = response.text[:500].strip()
+        return upstream_error(self.name, response.status_code, response.headers, message, code=code, param=param)
+
+
+def request_body(call: ProviderCall) -> bytes:
+    """The client's body for the upstream: ``model`` replaced, streaming always asking for usage."""
+    body = dict(call.body)  # shallow: the call's body is shared and must stay as the client sent it
+    body["model"] = call.upstream_model
+    if call.stream:
+        options = body.get("stream_options")
+        body["stream"] = True
+        body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+    elif "stream" in body or "stream_options" in body:
+        body["stream"] = False
+        body.pop("stream_options", None)  # OpenAI rejects stream_options without stream
+    return orjson.dumps(body)
+
+
+def usage_of(raw: Any) -> Usage | None:
+    if not isinstance(raw, dict):
+        return None
+    details = raw.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
+    return Usage(
+        prompt_tokens=int(raw.get("prompt_tokens") or 0),
+        completion_tokens=int(raw.get("completion_tokens") or 0),
+        cached_tokens=int(cached or 0),
+    )
+
+
+def generated_chars(choices: list[Any]) -> int:
+    """Characters of generated text in a chunk's choices (chat deltas or legacy ``text``)."""
+    total = 0
+    for choice in choices:
+        if not isinstance(choice, dict):
+            continue
+        delta = choice.get("delta")
+        if isinstance(delta, dict):
+            content = delta.get("content")
+            total += len(content) if isinstance(content, str) else 0
+            for call in delta.get("tool_calls") or ():
+                function = call.get("function") if isinstance(call, dict) else None
+                arguments = function.get("arguments") if isinstance(function, dict) else None
+                total += len(arguments) if isinstance(arguments, str) else 0
+        text = choice.get("text")
+        total += len(text) if isinstance(text, str) else 0
+    return total
+
+
+def error_fields(body: Any) -> tuple[str, str | None, str | None]:
+    """(message, code, param) from the error bodies OpenAI-compatible servers send:
+    ``{"error": {"message", "code", "param"}}``, ``{"error": "..."}``, ``{"message": ...}`` or
+    ``{"detail": ...}`` (FastAPI-based servers)."""
+    if not isinstance(body, dict):
+        return "", None, None
+    error = body.get("error")
+    if isinstance(error, dict):
+        code, param = error.get("code"), error.get("param")
+        return (
+            str(error.get("message") or ""),
+            str(code) if code is not None else None,
+            str(param) if param is not None else None,
+        )
+    for key in ("error", "message", "detail"):
+        if isinstance(body.get(key), str):
+            return body[key], None, None
+    return "", None, None
+
+
+def _json_or_none(raw: bytes | str) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _json_object(raw: bytes | str, provider: str) -> dict[str, Any]:
+    parsed = _json_or_none(raw)
+    if not isinstance(parsed, dict):
+        raise UpstreamError(f"The upstream provider ({provider}) answered with something that is not JSON.")
+    return parsed

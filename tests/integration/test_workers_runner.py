@@ -1,0 +1,372 @@
+"""The job loop over real NATS: a pretend gateway publishes Jobs and reads the worker's replies."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+
+import pytest
+from nats.aio.client import Client as NATS
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
+from common import subjects
+from common.messaging import connect_nats, producer_span
+from common.providers.base import ProviderAdapter, ProviderCall, ProviderResponse, StreamChunk, Usage
+from modelrouter.events.v1 import events_pb2
+from tests.contract import story
+from tests.contract.server import HoldStream, UpstreamServer
+from tests.contract.upstreams.openai import WIRE as OPENAI_WIRE
+from tests.contract.worker_jobs import InProcessWorker, in_process_worker, inbox, make_job
+from workers.providers import REGISTRY
+from workers.providers.fake import REPLY_PHRASE
+from workers.usage import estimate_tokens
+
+pytestmark = pytest.mark.integration
+
+FAKE_TEXT = f"{REPLY_PHRASE} ping"
+
+
+@pytest.fixture
+async def client(nats_url: str) -> AsyncIterator[NATS]:
+    nc = await connect_nats(nats_url, "test-workers-client")
+    yield nc
+    await nc.drain()
+
+
+@pytest.fixture
+async def worker(nats_url: str) -> AsyncIterator[InProcessWorker]:
+    async with in_process_worker(nats_url) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def openai_server() -> Iterator[UpstreamServer]:
+    server = UpstreamServer(OPENAI_WIRE)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def upstream(openai_server: UpstreamServer) -> Iterator[UpstreamServer]:
+    openai_server.reset()
+    yield openai_server
+    openai_server.release()
+
+
+def openai_job(upstream: UpstreamServer, **kwargs: object) -> events_pb2.Job:
+    body = {
+        "model": "m",
+        "messages": [{"role": "user", "content": story.QUESTION}],
+        "stream": kwargs.get("stream", False),
+    }
+    return make_job(provider="openai", base_url=upstream.base_url, body=body, **kwargs)  # type: ignore[arg-type]
+
+
+def chunk_texts(replies: list[events_pb2.Reply]) -> list[str]:
+    texts = []
+    for reply in replies:
+        for choice in json.loads(reply.chunk.data)["choices"]:
+            texts.append(choice["delta"].get("content") or "")
+    return [t for t in texts if t]
+
+
+async def eventually(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.01)
+
+
+# --- the reply sequence -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("include_usage", [False, True])
+async def test_a_streamed_job_replies_accepted_then_chunks_then_one_result(
+    client: NATS, worker: InProcessWorker, include_usage: bool
+) -> None:
+    async with inbox(client, worker.jobs_subject) as box:
+        await box.send(make_job(stream=True, include_usage=include_usage))
+        replies = await box.until_result()
+
+    accepted, *chunks, result = replies
+    assert accepted.accepted.worker_id == worker.worker_id
+    assert all(r.HasField("chunk") for r in chunks)
+    assert "".join(chunk_texts(chunks)) == FAKE_TEXT
+    last = json.loads(chunks[-1].chunk.data)
+    assert (last["choices"] == [] and "usage" in last) is include_usage
+    assert result.result.ok and not result.result.body
+    assert result.result.usage.completion_tokens == len(FAKE_TEXT.split())
+    assert result.result.usage.total_tokens == result.result.usage.prompt_tokens + result.result.usage.completion_tokens
+    assert box.replies.empty()
+
+
+async def test_a_whole_job_replies_accepted_then_the_body(client: NATS, worker: InProcessWorker) -> None:
+    async with inbox(client, worker.jobs_subject) as box:
+        await box.send(make_job(stream=False))
+        accepted, result = await box.until_result()
+
+    assert accepted.accepted.worker_id == worker.worker_id
+    body = json.loads(result.result.body)
+    assert body["object"] == "chat.completion" and body["choices"][0]["message"]["content"] == FAKE_TEXT
+    assert result.result.usage.completion_tokens == body["usage"]["completion_tokens"]
+
+
+async def test_chunks_are_relayed_as_the_upstream_sends_them(
+    client: NATS, worker: InProcessWorker, upstream: UpstreamServer
+) -> None:
+    upstream.reset(HoldStream(after_chunks=3))
+    async with inbox(client, worker.jobs_subject) as box:
+        await box.send(openai_job(upstream, stream=True))
+        early = [await box.next() for _ in range(4)]  # accepted + 3 chunks while the upstream holds
+        assert upstream.holding
+        upstream.release()
+        rest = await box.until_result()
+
+    assert early[0].HasField("accepted") and all(r.HasField("chunk") for r in early[1:])
+    assert chunk_texts(early[1:] + rest[:-1]) == story.REPLY_PIECES
+    assert rest[-1].result.ok
+    assert rest[-1].result.usage.prompt_tokens == story.REPLY_USAGE.prompt_tokens  # the upstream's own numbers
+    assert rest[-1].result.usage.cached_tokens == story.REPLY_USAGE.cached_tokens
+
+
+# --- failures -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "status", "retryable", "retry_after"),
+    [
+        ({"fail_status": "503"}, 503, True, 0.0),
+        ({"fail_status": "429", "retry_after_s": "4"}, 429, True, 4.0),
+        ({"fail_status": "400"}, 400, False, 0.0),
+        ({"hang": "true"}, 504, True, 0.0),
+    ],
+    ids=["503", "429", "400", "timeout"],
+)
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_failing_target_ends_with_an_error_result(
+    client: NATS,
+    worker: InProcessWorker,
+    options: dict[str, str],
+    status: int,
+    retryable: bool,
+    retry_after: float,
+    stream: bool,
+) -> None:
+    async with inbox(client, worker.jobs_subject) as box:
+        await box.send(make_job(options=options, stream=stream, timeout_s=0.2))
+        accepted, result = await box.until_result()
+
+    assert accepted.HasField("accepted")
+    error = result.result.error
+    assert not result.result.ok
+    assert (error.status, error.retryable, error.retry_after_s) == (status, retryable, retry_after)
+    assert error.upstream_status == (0 if status == 504 else status)
+
+
+async def test_an_unknown_provider_is_a_non_retryable_error(client: NATS, worker: InProcessWorker) -> None:
+    async with inbox(client, worker.jobs_subject) as box:
+        await box.send(make_job(provider="no-such-provider"))
+        accepted, result = await box.until_result()
+
+    assert accepted.accepted.worker_id == worker.worker_id
+    assert not result.result.ok
+    assert result.result.error.code == "unknown_provider" and not result.result.error.retryable
+
+
+async def test_the_api_key_comes_from_the_named_environment_variable(
+    client: NATS, worker: InProcessWorker, upstream: UpstreamServer, monkeypatch: pytest.MonkeyPatch, unique: str
+) -> None:
+    name = f"MR_TEST_KEY_{unique.upper()}"
+    async with inbox(client, worker.jobs_subject) as box:
+        await box.send(openai_job(upstream, api_key_env=name))
+        missing = (await box.until_result())[-1].result
+        monkeypatch.setenv(name, f"sk-{unique}")
+        await box.send(openai_job(upstream, api_key_env=name))
+        present = (await box.until_result())[-1].result
+
+    assert not missing.ok and missing.error.code == "missing_api_key"
+    assert present.ok
+    assert [r.api_key for r in upstream.received] == [f"sk-{unique}"]
+
+
+class _ExplodingAdapter(ProviderAdapter):
+    name = "exploding"
+
+    async def send(self, call: ProviderCall) -> ProviderResponse:
+        raise RuntimeError("a bug in an adapter")
+
+    async def stream(self, call: ProviderCall) -> AsyncIterator[StreamChunk]:
+        raise RuntimeError("a bug in an adapter")
+        yield  # pragma: no cover
+
+
+async def test_a_bug_or_garbage_never_stops_the_loop(
+    client: NATS, nats_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(REGISTRY, "exploding", _ExplodingAdapter)
+    async with in_process_worker(nats_url) as worker, inbox(client, worker.jobs_subject) as box:
+        await client.publish(worker.jobs_subject, b"\xff not a job")
+        await box.send(make_job(provider="exploding"))
+        bug = (await box.until_result())[-1].result
+        await box.send(make_job())
+        after = (await box.until_result())[-1].result
+
+    assert not bug.ok and bug.error.status == 502 and bug.error.retryable
+    assert after.ok
+
+
+class _HugeAnswerAdapter(ProviderAdapter):
+    name = "huge"
+
+    async def send(self, call: ProviderCall) -> ProviderResponse:
+        return ProviderResponse(body=b'{"data": "' + b"x" * 2_000_000 + b'"}', usage=Usage(prompt_tokens=3))
+
+    async def stream(self, call: ProviderCall) -> AsyncIterator[StreamChunk]:
+        raise NotImplementedError
+        yield  # pragma: no cover
+
+
+async def test_an_answer_too_big_for_nats_becomes_an_error_result(
+    client: NATS, nats_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert client.max_payload < 2_000_000
+    monkeypatch.setitem(REGISTRY, "huge", _HugeAnswerAdapter)
+    async with in_process_worker(nats_url) as worker, inbox(client, worker.jobs_subject) as box:
+        await box.send(make_job(provider="huge"))
+        _, result = await box.until_result()
+
+    assert not result.result.ok and result.result.error.code == "response_too_large"
+    assert result.result.usage.prompt_tokens == 3
+
+
+# --- cancel ---------------------------------------------------------------------------------------
+
+
+async def test_cancel_mid_stream_hangs_up_on_the_upstream_and_reports_partial_usage(
+    client: NATS, worker: InProcessWorker, upstream: UpstreamServer
+) -> None:
+    upstream.reset(HoldStream(after_chunks=3))  # the role chunk, "The", " capital"
+    job = openai_job(upstream, stream=True)
+    async with inbox(client, worker.jobs_subject) as box:
+        await box.send(job)
+        accepted = await box.next()
+        chunks = [await box.next() for _ in range(3)]
+        await client.publish(
+            subjects.cancel(accepted.accepted.worker_id),
+            events_pb2.Cancel(request_id=job.request_id).SerializeToString(),
+        )
+        await upstream.wait_until(lambda u: u.hangups == 1)
+        result = (await box.next()).result
+
+    assert chunk_texts(chunks) == ["The", " capital"]
+    assert not result.ok and result.error.type == "cancelled" and not result.error.retryable
+    # No usage came from the upstream, so it is estimated from the text (4 characters a token).
+    assert result.usage.prompt_tokens == estimate_tokens(len(story.QUESTION))
+    assert result.usage.completion_tokens == estimate_tokens(len("The capital"))
+
+
+# --- concurrency and drain ------------------------------------------------------------------------
+
+
+async def test_a_slow_job_does_not_hold_up_the_next(
+    client: NATS, worker: InProcessWorker, upstream: UpstreamServer
+) -> None:
+    upstream.reset(HoldStream(after_chunks=1))
+    async with inbox(client, worker.jobs_subject) as slow, inbox(client, worker.jobs_subject) as fast:
+        await slow.send(openai_job(upstream, stream=True))
+        await upstream.wait_until(lambda u: u.holding)
+        await fast.send(make_job())
+        assert (await fast.until_result())[-1].result.ok
+        assert upstream.holding
+        upstream.release()
+        assert (await slow.until_result())[-1].result.ok
+
+
+async def test_worker_concurrency_bounds_the_jobs_in_flight(
+    client: NATS, nats_url: str, openai_server: UpstreamServer
+) -> None:
+    openai_server.reset(HoldStream(after_chunks=1))
+    async with (
+        in_process_worker(nats_url, concurrency=1) as worker,
+        inbox(client, worker.jobs_subject) as first,
+        inbox(client, worker.jobs_subject) as second,
+    ):
+        await first.send(openai_job(openai_server, stream=True))
+        await openai_server.wait_until(lambda u: u.holding)
+        await second.send(make_job())
+        with pytest.raises(TimeoutError):
+            await second.next(timeout=0.5)  # not even accepted while the only slot is busy
+        openai_server.release()
+        assert (await first.until_result())[-1].result.ok
+        assert [r.HasField("accepted") for r in await second.until_result()] == [True, False]
+
+
+async def test_drain_finishes_short_jobs_stops_long_ones_and_takes_no_more(client: NATS, nats_url: str) -> None:
+    async with (
+        in_process_worker(nats_url) as worker,
+        inbox(client, worker.jobs_subject) as short,
+        inbox(client, worker.jobs_subject) as long,
+        inbox(client, worker.jobs_subject) as late,
+    ):
+        await short.send(make_job(options={"latency_ms": "300"}, stream=True))
+        await long.send(make_job(options={"hang": "true"}, stream=True, timeout_s=60))
+        assert (await short.next()).HasField("accepted") and (await long.next()).HasField("accepted")
+
+        await worker.runner.drain(1.0)
+
+        assert not worker.runner.ready()
+        assert (await short.until_result())[-1].result.ok
+        stopped = (await long.until_result())[-1].result
+        assert stopped.error.code == "worker_shutdown" and stopped.error.retryable
+        await late.send(make_job())
+        with pytest.raises(TimeoutError):
+            await late.next(timeout=0.5)
+
+
+# --- tracing --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def spans() -> Iterator[InMemorySpanExporter]:
+    """Finished spans of this process, through the global tracer provider the worker's code uses."""
+    if not isinstance(trace.get_tracer_provider(), TracerProvider):
+        trace.set_tracer_provider(TracerProvider())
+    provider = trace.get_tracer_provider()
+    assert isinstance(provider, TracerProvider), "another test installed a non-SDK tracer provider"
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield exporter
+    exporter.shutdown()
+
+
+async def test_the_workers_span_is_a_child_of_the_traceparent_it_received(
+    client: NATS, worker: InProcessWorker, upstream: UpstreamServer, spans: InMemorySpanExporter
+) -> None:
+    async with inbox(client, worker.jobs_subject) as box:
+        with producer_span(worker.jobs_subject) as (gateway_span, headers):
+            await box.send(openai_job(upstream), headers=headers)
+        result = (await box.until_result())[-1].result
+    gateway = gateway_span.get_span_context()
+
+    def job_spans() -> list[object]:
+        return [s for s in spans.get_finished_spans() if s.context.trace_id == gateway.trace_id]
+
+    await eventually(lambda: len(job_spans()) >= 3)  # gateway, worker, upstream call
+    by_kind = {s.kind: s for s in spans.get_finished_spans() if s.context.trace_id == gateway.trace_id}
+    consumer, http_call = by_kind[SpanKind.CONSUMER], by_kind[SpanKind.CLIENT]
+    assert consumer.parent is not None and consumer.parent.span_id == gateway.span_id
+    assert http_call.parent is not None and http_call.parent.span_id == consumer.context.span_id
+    assert result.traceparent.split("-")[1:3] == [f"{gateway.trace_id:032x}", f"{consumer.context.span_id:016x}"]
+    assert consumer.attributes is not None and consumer.attributes["modelrouter.request_id"]
+    # httpx's instrumentation carried the trace to the provider.
+    assert upstream.received[0].headers["traceparent"].split("-")[2] == f"{http_call.context.span_id:016x}"
+    assert os.environ.get("OTEL_SDK_DISABLED") != "true"
