@@ -88,3 +88,29 @@ def test_not_yaml_and_not_a_mapping_are_reported() -> None:
 def test_missing_file_is_reported(tmp_path: object) -> None:
     with pytest.raises(ConfigError, match="cannot read config"):
         load_config("/nonexistent/modelrouter.yaml")
+
+
+PROVIDER_KEYS = {
+    "ANTHROPIC_API_KEY": ("anthropic", "claude-sonnet-4-5"),
+    "GEMINI_API_KEY": ("gemini", "gemini-2.5-flash"),
+    "COHERE_API_KEY": ("cohere", "command-a-03-2025"),
+    "MISTRAL_API_KEY": ("mistral", "mistral-small-latest"),
+    "HF_TOKEN": ("huggingface", "meta-llama/Llama-3.1-8B-Instruct"),
+    "CEREBRAS_API_KEY": ("cerebras", "cerebras/llama3.1-8b"),
+    "GROQ_API_KEY": ("groq", "groq/llama-3.1-8b-instant"),
+    "OLLAMA_BASE_URL": ("ollama", "llama3.2"),
+}
+
+
+@pytest.mark.parametrize("variable", sorted(PROVIDER_KEYS))
+def test_each_shipped_provider_switches_on_with_its_variable(monkeypatch: pytest.MonkeyPatch, variable: str) -> None:
+    from workers.providers import REGISTRY
+
+    for name in PROVIDER_KEYS:
+        monkeypatch.delenv(name, raising=False)
+    provider, model = PROVIDER_KEYS[variable]
+    assert model not in load_config().models()
+    monkeypatch.setenv(variable, "http://127.0.0.1:11434" if variable.endswith("_URL") else "secret")
+    config = load_config()
+    assert config.models()[model] == provider
+    assert config.providers[provider].adapter in REGISTRY
