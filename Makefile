@@ -23,6 +23,7 @@ install: $(VENV)/.installed $(GEN_STAMP)
 # Generated protobuf/gRPC code lives in libs/protos only; it is built here, never committed.
 $(GEN_STAMP): $(PROTOS) $(VENV)/.installed
 	rm -rf libs/protos/modelrouter
+	mkdir -p libs/protos
 	$(PY) -m grpc_tools.protoc -Iproto --python_out=libs/protos --pyi_out=libs/protos \
 	  --grpc_python_out=libs/protos $(PROTOS)
 	find libs/protos/modelrouter -type d -exec touch {}/__init__.py \;
