@@ -46,6 +46,7 @@ down:
 
 test: install
 	$(PY) -m scripts.preflight redis nats postgres
+	PY=$(PY) bash bench/setup.sh tools
 	$(PY) -m ruff check .
 	$(PY) -m mypy libs/common services scripts
 	$(PY) -m pytest -q
@@ -54,6 +55,16 @@ lint: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy libs/common services scripts
+
+# The benchmark report (direct vs ModelRouter vs LiteLLM) into bench/results/; see bench/README.md.
+bench: install
+	$(PY) -m scripts.preflight postgres
+	PY=$(PY) bash bench/setup.sh
+	$(PY) -m bench.run
+
+bench-smoke: install
+	PY=$(PY) bash bench/setup.sh tools
+	$(PY) -m pytest -q -m bench tests/bench
 
 clean:
 	rm -rf $(VENV) libs/protos/modelrouter $(GEN_STAMP)

@@ -1,0 +1,1 @@
+"""Benchmark harness: ModelRouter vs LiteLLM vs direct, against a local mock upstream (`make bench`)."""

@@ -1,0 +1,89 @@
+"""Everything a measurement needs running: the mock upstream, a private NATS and Redis, ModelRouter's
+four services pointed at the mock, and (optionally) LiteLLM's proxy — all stopped on exit."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import litellm_proxy, processes
+from bench.modelrouter_stack import UPSTREAM_MODEL, prepare_database, start_modelrouter
+from bench.phases import check_target
+from bench.targets import DIRECT, Target
+from scripts.stack import Ports, Stack
+
+log = logging.getLogger("bench")
+
+
+@dataclass(frozen=True)
+class Upstream:
+    latency_ms: float = 0.0
+    chunks: int = 20
+    chunk_interval_ms: float = 1.0
+
+
+@dataclass
+class Environment:
+    direct: Target
+    modelrouter: Target
+    litellm: Target | None
+
+    @property
+    def targets(self) -> list[Target]:
+        return [t for t in (self.direct, self.modelrouter, self.litellm) if t is not None]
+
+
+def _stop_stack(stack: Stack) -> None:
+    codes = stack.stop()
+    if any(code != 0 for code in codes.values()):
+        log.warning("ModelRouter services exited with %s", codes)
+
+
+@contextlib.contextmanager
+def running(
+    workdir: Path, upstream: Upstream, database_url: str, recreate_database: bool, with_litellm: bool
+) -> Iterator[Environment]:
+    """Start everything, check each target answers a plain and a streamed request correctly, and
+    yield; on exit stop all of it (ModelRouter with SIGTERM, so it drains as in production)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as cleanup:
+        mock_port, nats_port, redis_port = processes.free_port(), processes.free_port(), processes.free_port()
+        mock = processes.mock_upstream(
+            workdir, mock_port, upstream.latency_ms, upstream.chunks, upstream.chunk_interval_ms
+        )
+        nats = processes.nats_server(workdir, nats_port)
+        redis = processes.redis_server(workdir, redis_port)
+        # Runs after NATS stops (callbacks unwind last-in first-out): its message store is tens of MB a run.
+        cleanup.callback(shutil.rmtree, workdir / processes.NATS_STORE, ignore_errors=True)
+        for proc, port in ((mock, mock_port), (nats, nats_port), (redis, redis_port)):
+            cleanup.callback(proc.stop)
+            proc.start(functools.partial(processes.port_open, port))
+        log.info("mock upstream on %d, NATS on %d, Redis on %d", mock_port, nats_port, redis_port)
+        prepare_database(database_url, recreate_database)
+        stack, modelrouter = start_modelrouter(
+            workdir,
+            mock_port,
+            Ports(*(processes.free_port() for _ in range(4))),
+            f"redis://127.0.0.1:{redis_port}/0",
+            f"nats://127.0.0.1:{nats_port}",
+            database_url,
+        )
+        cleanup.callback(_stop_stack, stack)
+        modelrouter.backing_pids = {"mock-upstream": mock.pid, "nats-server": nats.pid, "redis": redis.pid}
+        direct = Target(DIRECT, mock_port, UPSTREAM_MODEL, None, {"mock-upstream": mock.pid})
+        litellm: Target | None = None
+        if with_litellm:
+            proxy, litellm = litellm_proxy.start_litellm(workdir, mock_port, processes.free_port())
+            cleanup.callback(proxy.stop)
+            litellm.backing_pids = {"mock-upstream": mock.pid}
+        environment = Environment(direct, modelrouter, litellm)
+        for target in environment.targets:
+            target.write_bodies(workdir)
+            check_target(target, upstream.chunks)
+        log.info("all targets answer correctly: %s", ", ".join(t.name for t in environment.targets))
+        yield environment

@@ -1,0 +1,103 @@
+"""ModelRouter for the benchmark: its config pointing the ``openai`` adapter at the mock upstream,
+a migrated database, and the four services started with ``scripts.stack.Stack`` — accounting,
+auth and tracing on, as in production (spans made, exported nowhere)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import asyncpg  # type: ignore[import-untyped]
+
+from bench.targets import MODELROUTER, Target
+from scripts.stack import ROOT, Ports, Stack
+
+MODEL = "bench"
+UPSTREAM_MODEL = "bench-upstream"
+KEY = "sk-modelrouter-bench-0123456789"
+
+CONFIG = """\
+providers:
+  mock:
+    adapter: openai
+    base_url: http://127.0.0.1:{mock_port}/v1
+    api_key_env: BENCH_UPSTREAM_KEY
+deployments:
+  - id: bench-{suffix}
+    model: {model}
+    provider: mock
+    upstream_model: {upstream_model}
+    rpm: 100000000
+    price: {{prompt_per_1k: 0.00015, completion_per_1k: 0.0006}}
+keys:
+  - {{key: {key}, id: bench}}
+"""
+
+
+def _plain(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://")
+
+
+async def _recreate(database_url: str) -> None:
+    server, _, name = database_url.rpartition("/")
+    conn = await asyncpg.connect(_plain(f"{server}/postgres"))
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
+def prepare_database(database_url: str, recreate: bool) -> None:
+    """Migrate ``database_url`` (first dropping and creating it when ``recreate``: the bench's own
+    database starts empty each run, so runs are comparable)."""
+    if recreate:
+        asyncio.run(_recreate(database_url))
+    subprocess.run(
+        [sys.executable, "-m", "alembic", "upgrade", "head"],
+        cwd=ROOT / "services" / "accounting",
+        env={**os.environ, "DATABASE_URL": database_url},
+        check=True,
+        capture_output=True,
+    )
+
+
+def start_modelrouter(
+    workdir: Path, mock_port: int, ports: Ports, redis_url: str, nats_url: str, database_url: str
+) -> tuple[Stack, Target]:
+    config = workdir / "modelrouter.yaml"
+    config.write_text(
+        CONFIG.format(
+            mock_port=mock_port,
+            suffix=uuid.uuid4().hex[:8],
+            model=MODEL,
+            upstream_model=UPSTREAM_MODEL,
+            key=KEY,
+        )
+    )
+    stack = Stack(
+        ports=ports,
+        log_dir=workdir / "modelrouter-logs",
+        env={
+            "MODELROUTER_CONFIG": str(config),
+            "REDIS_URL": redis_url,
+            "NATS_URL": nats_url,
+            "DATABASE_URL": database_url,
+            "API_KEYS": "",
+            "BENCH_UPSTREAM_KEY": "sk-mock-upstream",
+            # Tracing stays on (spans are made and propagated) but exports to no endpoint.
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "",
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "",
+        },
+    )
+    try:
+        stack.start(timeout=60)
+    except BaseException:
+        stack.stop()
+        raise
+    pids = {service: proc.pid for service, proc in stack.procs.items()}
+    return stack, Target(MODELROUTER, ports.gateway, MODEL, KEY, pids)

@@ -1,0 +1,87 @@
+"""Round figures reduced to medians with spreads, and the issue's goals checked against them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bench.results import BenchResults, LoadRound, StreamRound
+from bench.stats import Spread
+from bench.targets import DIRECT, LITELLM, MODELROUTER
+
+# The goals of issue 3.
+ADDED_P50_MS = 1.5
+ADDED_P99_MS = 4.0
+THROUGHPUT_VS_LITELLM = 5.0
+ADDED_TTFT_MS = 2.0
+ADDED_STREAM_MS = 3.0
+RSS_GROWTH_PCT = 10.0
+
+
+def load_spread(rounds: list[LoadRound], field: str) -> Spread:
+    return Spread.of([float(getattr(r, field)) for r in rounds])
+
+
+def stream_spread(rounds: list[StreamRound], field: str) -> Spread:
+    return Spread.of([float(getattr(r, field)) for r in rounds])
+
+
+def added(results: BenchResults, target: str, field: str) -> float | None:
+    """Median of (target - direct) per round, for a c=1 latency field."""
+    if DIRECT not in results.latency or target not in results.latency:
+        return None
+    pairs = zip(results.latency[target], results.latency[DIRECT], strict=False)
+    return Spread.of([getattr(t, field) - getattr(d, field) for t, d in pairs]).median
+
+
+def stream_added(results: BenchResults, target: str, field: str) -> float | None:
+    if DIRECT not in results.streaming or target not in results.streaming:
+        return None
+    pairs = zip(results.streaming[target], results.streaming[DIRECT], strict=False)
+    return Spread.of([getattr(t, field) - getattr(d, field) for t, d in pairs]).median
+
+
+def cpu_per_1k(rounds: list[LoadRound], process: str) -> Spread:
+    return Spread.of([r.cpu_per_1k(process) for r in rounds])
+
+
+@dataclass(frozen=True)
+class Goal:
+    name: str
+    measured: str
+    met: bool | None  # None: not measured in this run
+
+
+def goals(results: BenchResults) -> list[Goal]:
+    out: list[Goal] = []
+    p50, p99 = added(results, MODELROUTER, "p50_ms"), added(results, MODELROUTER, "p99_ms")
+    out.append(_limit(f"added latency c=1 p50 ≤ {ADDED_P50_MS} ms", p50, ADDED_P50_MS, "ms"))
+    out.append(_limit(f"added latency c=1 p99 ≤ {ADDED_P99_MS} ms", p99, ADDED_P99_MS, "ms"))
+    for concurrency, by_target in sorted(results.throughput.items()):
+        mr = by_target.get(MODELROUTER)
+        ll = by_target.get(LITELLM)
+        if mr is None:
+            continue
+        errors = sum(r.errors for r in mr)
+        out.append(Goal(f"c={concurrency}: no errors", f"{errors} errors", errors == 0))
+        if ll is not None:
+            ratio = load_spread(mr, "rps").median / max(load_spread(ll, "rps").median, 1e-9)
+            name = f"c={concurrency}: throughput ≥ {THROUGHPUT_VS_LITELLM:g}x LiteLLM"
+            out.append(Goal(name, f"{ratio:.1f}x", ratio >= THROUGHPUT_VS_LITELLM))
+        else:
+            out.append(Goal(f"c={concurrency}: throughput ≥ 5x LiteLLM", "LiteLLM not run", None))
+    ttft = stream_added(results, MODELROUTER, "ttft_p50_ms")
+    whole = stream_added(results, MODELROUTER, "total_p50_ms")
+    out.append(_limit(f"streaming TTFT ≤ direct + {ADDED_TTFT_MS} ms", ttft, ADDED_TTFT_MS, "ms"))
+    out.append(_limit(f"20-chunk stream ≤ direct + {ADDED_STREAM_MS} ms", whole, ADDED_STREAM_MS, "ms"))
+    if results.leak is not None:
+        worst = max(results.leak.growth_pct(p) for p in results.leak.rss_first_mib)
+        leak = results.leak
+        name = f"RSS growth {leak.first_requests:,} → {leak.total_requests:,} requests ≤ {RSS_GROWTH_PCT:g}%"
+        out.append(Goal(name, f"worst {worst:+.1f}%", worst <= RSS_GROWTH_PCT))
+    return out
+
+
+def _limit(name: str, value: float | None, limit: float, unit: str) -> Goal:
+    if value is None:
+        return Goal(name, "not measured", None)
+    return Goal(name, f"{value:+.2f} {unit}", value <= limit)
