@@ -48,13 +48,13 @@ test: install
 	$(PY) -m scripts.preflight redis nats postgres
 	PY=$(PY) bash bench/setup.sh tools
 	$(PY) -m ruff check .
-	$(PY) -m mypy libs/common services scripts
+	$(PY) -m mypy libs/common services scripts bench
 	$(PY) -m pytest -q
 
 lint: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m mypy libs/common services scripts
+	$(PY) -m mypy libs/common services scripts bench
 
 # The benchmark report (direct vs ModelRouter vs LiteLLM) into bench/results/; see bench/README.md.
 bench: install
