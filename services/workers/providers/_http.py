@@ -9,11 +9,15 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
+import aiohttp
 import httpx
+from httpx_aiohttp import AiohttpTransport
 from httpx_sse import SSEError
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
+from common.config import AUTH_SCHEME_OPTION
 from common.errors import UpstreamError, UpstreamTimeoutError, error_for_upstream_status
+from common.providers.base import ProviderCall
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +33,9 @@ def pooled_client(base_url: str) -> httpx.AsyncClient:
     (and carries ``traceparent`` upstream)."""
     client = httpx.AsyncClient(
         base_url=base_url,
-        limits=POOL_LIMITS,
+        # aiohttp's connection pool under httpx's API: about half the per-call cost of httpx's own
+        # transport on the hot path (measured in bench/), same pooling and timeouts.
+        transport=AiohttpTransport(limits=POOL_LIMITS),
         headers={"Content-Type": "application/json"},
         follow_redirects=False,
     )
@@ -91,12 +97,23 @@ def upstream_error(
     )
 
 
+def _is_dropped_connection(exc: httpx.TimeoutException) -> bool:
+    """httpx-aiohttp reports every aiohttp connection error (refused, reset, server gone) as
+    ``ConnectTimeout``; only aiohttp's real timeouts are timeouts."""
+    cause = exc.__cause__
+    return isinstance(cause, aiohttp.ClientConnectionError) and not isinstance(cause, aiohttp.ServerTimeoutError)
+
+
 @contextmanager
 def upstream_failures(provider: str, timeout_s: float) -> Iterator[None]:
     """Translate transport failures inside the block into UpstreamError classes."""
     try:
         yield
     except httpx.TimeoutException as exc:
+        if _is_dropped_connection(exc):
+            raise UpstreamError(
+                f"The connection to the upstream provider ({provider}) failed: {exc.__cause__}"
+            ) from exc
         raise UpstreamTimeoutError(f"The upstream provider ({provider}) did not answer within {timeout_s:g}s.") from exc
     except httpx.ConnectError as exc:
         raise UpstreamError(f"Could not connect to the upstream provider ({provider}): {exc}") from exc
@@ -108,5 +125,11 @@ def upstream_failures(provider: str, timeout_s: float) -> Iterator[None]:
         raise UpstreamError(f"The upstream provider ({provider}) did not answer with a stream: {exc}") from exc
 
 
-def bearer(api_key: str | None) -> Mapping[str, str]:
-    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+def bearer(api_key: str | None, scheme: str = "Bearer") -> Mapping[str, str]:
+    return {"Authorization": f"{scheme} {api_key}"} if api_key else {}
+
+
+def authorization(call: ProviderCall) -> Mapping[str, str]:
+    """``Authorization: <scheme> <key>``: ``Bearer`` unless the target's ``auth_scheme`` option names
+    another (remote catalogues use ``OAuth``)."""
+    return bearer(call.api_key, call.options.get(AUTH_SCHEME_OPTION) or "Bearer")
