@@ -31,6 +31,9 @@ class CommonSettings(BaseSettings):
     # gets a stream of its own.
     usage_stream: str = subjects.USAGE_STREAM
     usage_subject: str = subjects.USAGE
+    # Where gateways publish jobs and workers take them; overridable for the same reason, so one
+    # stack's jobs never reach another stack's workers (whose provider keys differ).
+    jobs_subject: str = subjects.JOBS
     # Unique per process; names this process's NATS reply/cancel subjects.
     instance_id: str = Field(default_factory=lambda: uuid.uuid4().hex[:12])
 

@@ -117,8 +117,10 @@ class Dispatcher:
         accept_timeout_s: float,
         stall_timeout_s: float,
         max_attempts: int,
+        jobs_subject: str = subjects.JOBS,
     ) -> None:
         self._router, self._nc, self._hub, self._usage = router, nc, hub, usage
+        self._jobs_subject = jobs_subject
         self._accept_timeout_s = accept_timeout_s
         self._stall_timeout_s = stall_timeout_s
         self._max_attempts = max_attempts
@@ -253,8 +255,8 @@ class Dispatcher:
             include_usage=call.include_usage,
             attempt=n,
         )
-        with producer_span(subjects.JOBS) as (_, headers):
-            await self._nc.publish(subjects.JOBS, job.SerializeToString(), headers=headers)
+        with producer_span(self._jobs_subject) as (_, headers):
+            await self._nc.publish(self._jobs_subject, job.SerializeToString(), headers=headers)
         return Attempt(self._hub, key, queue, target)
 
     async def _await_first(self, call: Call, attempt: Attempt) -> events_pb2.Reply:

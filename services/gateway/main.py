@@ -66,6 +66,7 @@ async def build_gateway(
         accept_timeout_s=settings.accept_timeout_s,
         stall_timeout_s=settings.stall_timeout_s,
         max_attempts=settings.max_attempts,
+        jobs_subject=settings.jobs_subject,
     )
     keys = KeyStore(settings.api_keys, list(config.keys))
     return Gateway(settings, keys, router, dispatcher, nc), hub, usage

@@ -8,7 +8,6 @@ import os
 
 import uvloop
 
-from common import subjects
 from common.health import HealthServer
 from common.lifecycle import install_stop_signals
 from common.messaging import DependencyUnavailable, connect_nats
@@ -22,7 +21,8 @@ from workers.runner import JobRunner
 log = logging.getLogger("workers")
 
 
-async def serve(settings: WorkerSettings, *, jobs_subject: str = subjects.JOBS) -> None:
+async def serve(settings: WorkerSettings, *, jobs_subject: str | None = None) -> None:
+    jobs_subject = jobs_subject or settings.jobs_subject
     tracing = setup("workers", settings.log_level)
     # httpx logs every request at INFO; the upstream call's span already records it.
     logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
@@ -62,7 +62,7 @@ async def serve(settings: WorkerSettings, *, jobs_subject: str = subjects.JOBS) 
         tracing.shutdown()
 
 
-def main(*, jobs_subject: str = subjects.JOBS) -> int:
+def main(*, jobs_subject: str | None = None) -> int:
     settings = load_settings(WorkerSettings)
     try:
         uvloop.run(serve(settings, jobs_subject=jobs_subject))
