@@ -13,13 +13,17 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "config" / "modelrouter.yaml"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# A Target option every HTTP adapter honours: the scheme of its ``Authorization: <scheme> <key>``
+# header (``Bearer`` when absent). Remote catalogues set it to ``OAuth``; a provider may set it too.
+AUTH_SCHEME_OPTION = "auth_scheme"
 
 
 class _Strict(BaseModel):
@@ -33,13 +37,42 @@ class Price(_Strict):
     completion_per_1k: float = Field(default=0.0, ge=0)
 
 
+class RemoteCatalogConfig(_Strict):
+    """A provider whose models are listed at ``url`` rather than in ``deployments``.
+
+    The document is ``{"models": [{"model_version", "model_family", "handle", "prompt_price_1k",
+    "completion_price_1k"}]}``; each entry becomes a deployment (see ``router.remote_catalog``). The
+    router fetches it at start and every ``refresh_s``; a failed fetch keeps the last good list.
+    """
+
+    url: str = Field(description="where the catalogue JSON is; its scheme and host also serve the models")
+    refresh_s: float = Field(default=300.0, gt=0)
+    timeout_s: float = Field(default=10.0, gt=0, description="for one fetch of the catalogue")
+    # The credential for the catalogue and for its models' requests, sent as `Authorization: OAuth <token>`.
+    token_env: str = ""
+    # model_family -> adapter name in the workers' registry; entries of other families are skipped.
+    families: dict[str, Annotated[str, Field(min_length=1)]] = Field(min_length=1)
+    # Priority of every catalogue deployment among deployments of the same public model name.
+    priority: int = 0
+
+    @field_validator("url")
+    @classmethod
+    def _absolute_http_url(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"must be an absolute http(s) URL, not {url!r}")
+        return url
+
+
 class ProviderConfig(_Strict):
-    adapter: str = Field(description="adapter name in the workers' registry, e.g. openai, fake")
+    # Required unless the provider has a catalog, whose families name the adapters instead.
+    adapter: str = Field(default="", description="adapter name in the workers' registry, e.g. openai, fake")
     base_url: str = ""
     api_key_env: str = ""
     enabled_if_env: str | None = None
     timeout_s: float = Field(default=60.0, gt=0)
     options: dict[str, str] = Field(default_factory=dict)
+    catalog: RemoteCatalogConfig | None = None
 
 
 class DeploymentConfig(_Strict):
@@ -74,10 +107,18 @@ class ModelRouterConfig(_Strict):
 
     @model_validator(mode="after")
     def _check_references(self) -> ModelRouterConfig:
+        for name, provider in self.providers.items():
+            if not provider.adapter and provider.catalog is None:
+                raise ValueError(f"providers.{name}.adapter: required unless the provider has a catalog")
         seen: set[str] = set()
         for i, dep in enumerate(self.deployments):
             if dep.provider not in self.providers:
                 raise ValueError(f"deployments.{i}.provider: unknown provider {dep.provider!r}")
+            if not self.providers[dep.provider].adapter:
+                raise ValueError(
+                    f"deployments.{i}.provider: provider {dep.provider!r} has no adapter of its own "
+                    "(its models come from its catalog)"
+                )
             if dep.id in seen:
                 raise ValueError(f"deployments.{i}.id: duplicate deployment id {dep.id!r}")
             seen.add(dep.id)

@@ -93,6 +93,15 @@ class RouterClient:
         except grpc.aio.AioRpcError as err:
             log.warning("could not report outcome of %s to the router: %s", deployment_id, err.code())
 
+    async def catalog_status(self) -> list[router_pb2.CatalogStatus] | None:
+        """The router's remote model catalogues (None when it cannot tell: down, or too old to know)."""
+        try:
+            response = await self._stub.Status(router_pb2.StatusRequest(), timeout=1.0)
+        except grpc.aio.AioRpcError as err:
+            log.debug("router status unavailable: %s", err.code())
+            return None
+        return list(response.catalogs)
+
     async def ready(self) -> bool:
         try:
             reply = await self._health.Check(health_pb2.HealthCheckRequest(), timeout=1.0)

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 from urllib.parse import urlsplit
 
+import httpx
 import uvloop
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -17,7 +19,8 @@ from common.config import ModelRouterConfig, load_config_or_exit
 from common.lifecycle import install_stop_signals
 from common.messaging import DependencyUnavailable
 from common.settings import RouterSettings, load_settings
-from router.selection import Catalog
+from router.catalog_refresh import CatalogRefresher
+from router.selection import LiveCatalog
 from router.server import RouterServer
 from router.servicer import RouterServicer
 from router.state import RouterState
@@ -43,6 +46,9 @@ async def serve(settings: RouterSettings, config: ModelRouterConfig) -> None:
         socket_timeout=_REDIS_TIMEOUT_S,
         socket_connect_timeout=_REDIS_TIMEOUT_S,
     )
+    # One pooled client for every catalogue's fetches; redirects are not followed, so the catalogue
+    # token goes nowhere but the configured URL.
+    http = httpx.AsyncClient(follow_redirects=False)
     try:
         state = RouterState(redis, config.health)
         try:
@@ -51,7 +57,9 @@ async def serve(settings: RouterSettings, config: ModelRouterConfig) -> None:
             raise DependencyUnavailable(
                 "redis", _without_password(settings.redis_url), str(exc) or type(exc).__name__
             ) from None
-        servicer = RouterServicer(Catalog.from_config(config), state)
+        table = LiveCatalog(config)
+        catalogs = CatalogRefresher(config, table, http, os.environ)
+        servicer = RouterServicer(table, state, catalogs)
         try:
             server = RouterServer(servicer, settings.router_listen)
         except RuntimeError as exc:  # grpc: "Failed to bind to address ..."
@@ -59,12 +67,19 @@ async def serve(settings: RouterSettings, config: ModelRouterConfig) -> None:
             raise SystemExit(1) from None
         stop = asyncio.Event()
         install_stop_signals(stop)
-        await server.start()
-        log.info("router listening on %s (port %d)", settings.router_listen, server.port)
-        await stop.wait()
-        log.info("draining for up to %.0fs", settings.drain_timeout_s)
-        await server.stop(settings.drain_timeout_s)
+        # Catalogue models are routable from the first request on; a catalogue that cannot be
+        # fetched does not stop the router (its models are absent until a retry succeeds).
+        await catalogs.start()
+        try:
+            await server.start()
+            log.info("router listening on %s (port %d)", settings.router_listen, server.port)
+            await stop.wait()
+            log.info("draining for up to %.0fs", settings.drain_timeout_s)
+            await server.stop(settings.drain_timeout_s)
+        finally:
+            await catalogs.stop()
     finally:
+        await http.aclose()
         await redis.aclose()
 
 
@@ -72,6 +87,8 @@ def main() -> None:
     settings = load_settings(RouterSettings)
     config = load_config_or_exit(settings.modelrouter_config)
     tracer_provider = telemetry.setup("router", settings.log_level)
+    # httpx logs every catalogue fetch at INFO; the refresher logs what changed and what failed.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
         uvloop.run(serve(settings, config))
     except DependencyUnavailable as exc:

@@ -1,6 +1,9 @@
-"""The Router gRPC methods: thin, the work is in ``selection`` (config) and ``state`` (Redis)."""
+"""The Router gRPC methods: thin, the work is in ``selection`` (config and catalogues) and ``state``
+(Redis)."""
 
 from __future__ import annotations
+
+from typing import Protocol
 
 import grpc.aio
 from opentelemetry import trace
@@ -8,14 +11,21 @@ from opentelemetry import trace
 from common.errors import NotFoundError
 from modelrouter.router.v1 import router_pb2, router_pb2_grpc
 from router.grpc_errors import aborts_on_error
-from router.selection import Catalog
+from router.selection import RoutingTable
 from router.state import RouterState
 
 
+class CatalogStatusSource(Protocol):
+    """What Status reports on: ``router.catalog_refresh.CatalogRefresher``."""
+
+    def status(self) -> list[router_pb2.CatalogStatus]: ...
+
+
 class RouterServicer(router_pb2_grpc.RouterServicer):
-    def __init__(self, catalog: Catalog, state: RouterState) -> None:
+    def __init__(self, catalog: RoutingTable, state: RouterState, catalogs: CatalogStatusSource | None = None) -> None:
         self._catalog = catalog
         self._state = state
+        self._catalogs = catalogs
 
     @aborts_on_error
     async def Route(
@@ -54,3 +64,9 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
             retry_after_s=request.retry_after_s,
         )
         return router_pb2.OutcomeAck(healthy=healthy)
+
+    @aborts_on_error
+    async def Status(
+        self, request: router_pb2.StatusRequest, context: grpc.aio.ServicerContext
+    ) -> router_pb2.StatusResponse:
+        return router_pb2.StatusResponse(catalogs=self._catalogs.status() if self._catalogs else [])

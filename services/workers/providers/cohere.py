@@ -53,7 +53,7 @@ from workers.openai_format import (
     text_completion,
 )
 from workers.providers._cohere_request import PROVIDER, chat_request, embed_request
-from workers.providers._http import bearer, pooled_client, timeout_for, upstream_error, upstream_failures
+from workers.providers._http import authorization, pooled_client, timeout_for, upstream_error, upstream_failures
 from workers.providers.openai import error_fields
 
 DEFAULT_BASE_URL = "https://api.cohere.com"
@@ -289,7 +289,7 @@ class CohereAdapter(ProviderAdapter):
                 "POST",
                 CHAT_PATH,
                 content=body,
-                headers={**bearer(call.api_key), **_SSE_HEADERS},
+                headers={**authorization(call), **_SSE_HEADERS},
                 timeout=timeout_for(call.timeout_s),
             ) as response:
                 if response.is_error:
@@ -314,7 +314,7 @@ class CohereAdapter(ProviderAdapter):
     async def _post(self, path: str, body: dict[str, Any], call: ProviderCall) -> dict[str, Any]:
         with upstream_failures(self.name, call.timeout_s):
             response = await self._client.post(
-                path, content=orjson.dumps(body), headers=bearer(call.api_key), timeout=timeout_for(call.timeout_s)
+                path, content=orjson.dumps(body), headers=authorization(call), timeout=timeout_for(call.timeout_s)
             )
         if response.is_error:
             raise self._error(response)

@@ -34,7 +34,7 @@ from workers.openai_format import (
     text_completion,
 )
 from workers.providers import _ollama_request as translate
-from workers.providers._http import bearer, pooled_client, timeout_for, upstream_error, upstream_failures
+from workers.providers._http import authorization, pooled_client, timeout_for, upstream_error, upstream_failures
 from workers.providers.openai import error_fields
 
 DEFAULT_BASE_URL = "http://127.0.0.1:11434"
@@ -190,7 +190,7 @@ class OllamaAdapter(ProviderAdapter):
         content = orjson.dumps(route.request(call, stream=False))
         with upstream_failures(self.name, call.timeout_s):
             response = await self._client.post(
-                route.path, content=content, headers=bearer(call.api_key), timeout=timeout_for(call.timeout_s)
+                route.path, content=content, headers=authorization(call), timeout=timeout_for(call.timeout_s)
             )
         if response.is_error:
             raise self._error(response)
@@ -208,7 +208,7 @@ class OllamaAdapter(ProviderAdapter):
                 "POST",
                 route.path,
                 content=content,
-                headers={**bearer(call.api_key), **_NDJSON_HEADERS},
+                headers={**authorization(call), **_NDJSON_HEADERS},
                 timeout=timeout_for(call.timeout_s),
             ) as response:
                 if response.is_error:

@@ -29,7 +29,7 @@ from httpx_sse import EventSource
 from common.errors import UpstreamError
 from common.providers.base import Operation, ProviderAdapter, ProviderCall, ProviderResponse, StreamChunk, Usage
 from workers.openai_format import ChatChunks, CompletionChunks, chat_completion, text_completion
-from workers.providers._http import bearer, pooled_client, timeout_for, upstream_error, upstream_failures
+from workers.providers._http import authorization, pooled_client, timeout_for, upstream_error, upstream_failures
 from workers.providers._tgi_request import StopTrimmer, TgiRequest, tgi_request
 from workers.providers.openai import error_fields
 
@@ -132,7 +132,7 @@ class TGIAdapter(ProviderAdapter):
             response = await self._client.post(
                 "/generate",
                 content=orjson.dumps(request.body),
-                headers=bearer(call.api_key),
+                headers=authorization(call),
                 timeout=timeout_for(call.timeout_s),
             )
         if response.is_error:
@@ -148,7 +148,7 @@ class TGIAdapter(ProviderAdapter):
                 "POST",
                 "/generate_stream",
                 content=orjson.dumps(request.body),
-                headers={**bearer(call.api_key), **_SSE_HEADERS},
+                headers={**authorization(call), **_SSE_HEADERS},
                 timeout=timeout_for(call.timeout_s),
             ) as response:
                 if response.is_error:

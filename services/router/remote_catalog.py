@@ -1,0 +1,147 @@
+"""A provider's remote model catalogue turned into deployments the router can route to.
+
+The document (``RemoteCatalogConfig.url``) is ``{"models": [{"model_version", "model_family",
+"handle", "prompt_price_1k", "completion_price_1k"}, ...]}``. Each entry becomes one deployment:
+
+- public model name and upstream model = ``model_version``: it is the entry's model name (what a
+  client asks for and the upstream recognises). ``handle`` is where the model is served — a path
+  on the catalogue's host — so it is the base URL, not a name.
+- base URL = the catalogue URL's scheme and host (with port) joined with ``handle``. A handle naming
+  another host (``https://...``, ``//host/...``) is refused: the catalogue's token goes with every
+  request, and must never leave the catalogue's origin.
+- adapter = ``families[model_family]``; an entry of an unmapped family is skipped (and logged).
+- deployment id = ``<provider>/<model_version>``: stable across fetches and router replicas, so
+  the health and rate-limit state in Redis follows the model, not the fetch.
+- the key: the catalogue's ``token_env``, sent as ``Authorization: OAuth <token>`` (the Target option
+  ``auth_scheme``), and the provider's timeout and options.
+
+A document that is not that shape fails the whole fetch (the last good list stays); a single bad
+entry is skipped, so one typo upstream does not hide every other model.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from common.config import AUTH_SCHEME_OPTION, DeploymentConfig, Price, ProviderConfig, RemoteCatalogConfig
+from router.selection import ResolvedDeployment
+
+log = logging.getLogger(__name__)
+
+OAUTH_SCHEME = "OAuth"
+
+
+class CatalogFormatError(Exception):
+    """The document is not a catalogue: the fetch fails as a whole."""
+
+
+class CatalogEntry(BaseModel):
+    """One entry of ``models``; fields the router does not use are ignored."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, protected_namespaces=())
+
+    model_version: str = Field(min_length=1)
+    model_family: str = Field(min_length=1)
+    handle: str = Field(min_length=1)
+    prompt_price_1k: float = Field(ge=0)
+    completion_price_1k: float = Field(ge=0)
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogModels:
+    """The deployments one document yields, and why the other entries were left out."""
+
+    deployments: tuple[ResolvedDeployment, ...]
+    skipped: tuple[str, ...]
+
+
+def parse_document(raw: bytes) -> list[Any]:
+    """The ``models`` list of a catalogue document (its entries still unchecked)."""
+    try:
+        document = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise CatalogFormatError(f"the catalogue is not JSON: {exc}") from None
+    models = document.get("models") if isinstance(document, dict) else None
+    if not isinstance(models, list):
+        raise CatalogFormatError('the catalogue is not an object with a "models" list')
+    return models
+
+
+def origin_of(url: str) -> str:
+    """``scheme://host[:port]`` of ``url``, without credentials, path, query or fragment."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:  # an IPv6 literal goes back in brackets
+        host = f"[{host}]"
+    netloc = f"{host}:{parts.port}" if parts.port is not None else host
+    return urlunsplit((parts.scheme, netloc, "", "", ""))
+
+
+def model_base_url(catalog_url: str, handle: str) -> str:
+    """The catalogue's origin joined with ``handle``; ValueError if the handle names another origin."""
+    handle_parts = urlsplit(handle)
+    if handle_parts.scheme or handle_parts.netloc:
+        raise ValueError(f"handle {handle!r} is not a path on the catalogue's host")
+    return f"{origin_of(catalog_url)}/{handle.lstrip('/')}"
+
+
+def catalog_models(
+    provider_name: str,
+    provider: ProviderConfig,
+    catalog: RemoteCatalogConfig,
+    entries: list[Any],
+    reserved_ids: Collection[str] = (),
+) -> CatalogModels:
+    """Deployments for ``entries``; ``reserved_ids`` (the config's deployment ids) are never reused."""
+    deployments: list[ResolvedDeployment] = []
+    skipped: list[str] = []
+    taken = set(reserved_ids)
+    options = dict(provider.options)
+    if catalog.token_env:
+        options[AUTH_SCHEME_OPTION] = OAUTH_SCHEME
+    for index, raw in enumerate(entries):
+        try:
+            entry = CatalogEntry.model_validate(raw)
+            base_url = model_base_url(catalog.url, entry.handle)
+        except (ValidationError, ValueError) as exc:
+            skipped.append(f"models.{index}: {_reason(exc)}")
+            continue
+        adapter = catalog.families.get(entry.model_family)
+        if adapter is None:
+            skipped.append(f"models.{index} ({entry.model_version}): unknown model_family {entry.model_family!r}")
+            continue
+        deployment_id = f"{provider_name}/{entry.model_version}"
+        if deployment_id in taken:
+            skipped.append(f"models.{index} ({entry.model_version}): duplicate deployment id {deployment_id!r}")
+            continue
+        taken.add(deployment_id)
+        deployment = DeploymentConfig(
+            id=deployment_id,
+            model=entry.model_version,
+            provider=provider_name,
+            upstream_model=entry.model_version,
+            priority=catalog.priority,
+            base_url=base_url,
+            price=Price(prompt_per_1k=entry.prompt_price_1k, completion_per_1k=entry.completion_price_1k),
+        )
+        resolved_provider = ProviderConfig(
+            adapter=adapter,
+            api_key_env=catalog.token_env,
+            timeout_s=provider.timeout_s,
+            options=options,
+        )
+        deployments.append((deployment, resolved_provider))
+    return CatalogModels(tuple(deployments), tuple(skipped))
+
+
+def _reason(exc: ValidationError | ValueError) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'entry'}: {err['msg']}" for err in exc.errors())
+    return str(exc)
