@@ -133,8 +133,9 @@ class Dispatcher:
         ledger = Ledger()
         try:
             reply = await self._first_reply(call, ledger)
+            body = await self._join_body(ledger, reply) if reply.HasField("chunk") else reply.result.body
             ledger.usage, ledger.worker_span = reply.result.usage, reply.result.traceparent
-            return reply.result.body
+            return body
         except ModelRouterError as exc:
             ledger.error = exc
             raise
@@ -145,6 +146,21 @@ class Dispatcher:
             if not ledger.cancelled:
                 ledger.close_attempt()
                 self._finish(call, ledger)
+
+    async def _join_body(self, ledger: Ledger, reply: events_pb2.Reply) -> bytes:
+        """A non-streamed answer too big for one message arrives as chunks, then its result (which
+        ``reply`` becomes)."""
+        assert ledger.attempt is not None
+        parts: list[bytes] = []
+        while reply.HasField("chunk"):
+            parts.append(reply.chunk.data)
+            try:
+                reply.CopyFrom(await ledger.attempt.next(self._stall_timeout_s))
+            except TimeoutError:
+                raise UpstreamTimeoutError("The worker stopped sending the answer.", code="stream_stalled") from None
+        if not reply.result.ok:
+            raise error_from_reply(reply.result.error)
+        return b"".join(parts)
 
     async def open_stream(self, call: Call, encoder: sse.StreamEncoder | None = None) -> AsyncIterator[bytes]:
         """The encoded stream of a streaming request (OpenAI SSE unless ``encoder`` says otherwise).

@@ -58,6 +58,10 @@ class JobControl:
             self.task.cancel()
 
 
+# Room left in a NATS message for the Reply envelope around a body piece (protobuf framing, headers).
+RESULT_ENVELOPE_BYTES = 4096
+
+
 class JobExecutor:
     def __init__(self, nc: NATS, adapters: AdapterPool, worker_id: str, env: Mapping[str, str]) -> None:
         self._nc = nc
@@ -83,19 +87,27 @@ class JobExecutor:
             result = await self._attempt(control)
             result.traceparent = traceparent_of(span)
             _record(span, result)
-            try:
-                await self._reply(job, events_pb2.Reply(result=result))
-            except MaxPayloadError:
-                # A whole answer (a big embeddings batch, say) can outgrow one NATS message.
-                error = UpstreamError(
-                    f"The answer ({len(result.body)} bytes) is larger than the message bus allows.",
-                    code="response_too_large",
-                    retryable=False,
-                )
-                too_large = events_pb2.Result(
-                    ok=False, error=error_message(error), usage=result.usage, traceparent=result.traceparent
-                )
-                await self._reply(job, events_pb2.Reply(result=too_large))
+            await self._send_result(job, result)
+
+    async def _send_result(self, job: events_pb2.Job, result: events_pb2.Result) -> None:
+        """The result, its body split over chunk messages first when it outgrows one NATS message
+        (an image, a big embeddings batch); the gateway joins a non-streamed answer's chunks."""
+        piece = max(1024, self._nc.max_payload - RESULT_ENVELOPE_BYTES)
+        if len(result.body) > piece:
+            body = result.body
+            for start in range(0, len(body), piece):
+                await self._reply(job, events_pb2.Reply(chunk=events_pb2.Chunk(data=body[start : start + piece])))
+            result.body = b""
+        try:
+            await self._reply(job, events_pb2.Reply(result=result))
+        except MaxPayloadError:  # only the error text or trace fields could still be this large
+            error = UpstreamError(
+                "The answer is larger than the message bus allows.", code="response_too_large", retryable=False
+            )
+            too_large = events_pb2.Result(
+                ok=False, error=error_message(error), usage=result.usage, traceparent=result.traceparent
+            )
+            await self._reply(job, events_pb2.Reply(result=too_large))
 
     async def _attempt(self, control: JobControl) -> events_pb2.Result:
         job = control.job

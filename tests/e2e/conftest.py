@@ -18,9 +18,13 @@ import openai
 import pytest
 
 from scripts.stack import ROOT, Ports, Stack
+from tests.contract.server import UpstreamServer
+from tests.contract.upstreams import wire_of
 from tests.e2e.otlp import OtlpReceiver
 
 KEY = "sk-e2e-test-key-0123456789"
+# The key the workers send to the fake OpenAI-format upstream (provider "oai_upstream").
+UPSTREAM_KEY = "sk-e2e-upstream-key-0123456789"
 
 
 def free_port() -> int:
@@ -46,6 +50,8 @@ providers:
   slow: {{adapter: fake, timeout_s: 1, options: {{hang: "true"}}}}
   dying: {{adapter: fake, options: {{fail_after_chunks: "3", tokens_per_second: "50"}}}}
   dripping: {{adapter: fake, options: {{tokens_per_second: "5"}}}}
+  tools: {{adapter: fake, options: {{tool_call: "true"}}}}
+  oai_upstream: {{adapter: openai, base_url: "{openai_base_url}", api_key_env: E2E_OPENAI_UPSTREAM_KEY}}
 deployments:
   - {{id: demo-{u}, model: demo, provider: fake, upstream_model: fake-1,
       price: {{prompt_per_1k: 0.5, completion_per_1k: 1.5}}}}
@@ -55,6 +61,12 @@ deployments:
   - {{id: slow-{u}, model: slow, provider: slow}}
   - {{id: dying-{u}, model: dying, provider: dying}}
   - {{id: dripping-{u}, model: dripping, provider: dripping}}
+  - {{id: embed-{u}, model: embed, provider: fake, upstream_model: fake-embed-1,
+      price: {{prompt_per_1k: 0.02}}}}
+  - {{id: image-{u}, model: image, provider: fake, upstream_model: fake-image-1,
+      price: {{prompt_per_1k: 0.005, completion_per_1k: 0.04}}}}
+  - {{id: tools-{u}, model: tools, provider: tools, upstream_model: fake-tools-1}}
+  - {{id: oai-{u}, model: oai, provider: oai_upstream, upstream_model: gpt-4o-mini}}
 keys:
   - {{key: {key}, id: e2e-team}}
 health:
@@ -99,14 +111,28 @@ class RunningStack:
 
 
 @pytest.fixture(scope="session")
+def openai_upstream() -> Iterator[UpstreamServer]:
+    """A local server speaking OpenAI's wire format (the contract suite's fake upstream, answering every
+    endpoint with the story's fixtures), behind the ``oai`` model: the real ``openai`` adapter end to end."""
+    server = UpstreamServer(wire_of("openai"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
 def running_stack(
-    redis_url: str, nats_url: str, database_url: str, tmp_path_factory: pytest.TempPathFactory
+    redis_url: str,
+    nats_url: str,
+    database_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    openai_upstream: UpstreamServer,
 ) -> Iterator[RunningStack]:
     migrate(database_url)
     workdir = tmp_path_factory.mktemp("stack")
     suffix = uuid.uuid4().hex[:8]
     config = workdir / "modelrouter.yaml"
-    config.write_text(CONFIG.format(u=suffix, key=KEY))
+    config.write_text(CONFIG.format(u=suffix, key=KEY, openai_base_url=openai_upstream.base_url))
     otlp = OtlpReceiver()
     otlp.start()
     ports = Ports(gateway=free_port(), router=free_port(), workers_health=free_port(), accounting_health=free_port())
@@ -121,6 +147,9 @@ def running_stack(
             # A usage stream of this session's own: nothing else consumes or floods it.
             "USAGE_STREAM": f"MR_USAGE_E2E_{suffix}",
             "USAGE_SUBJECT": f"mr.v1.usage.e2e{suffix}",
+            # Jobs only this session's workers take: another stack's workers lack our upstream key.
+            "JOBS_SUBJECT": f"mr.v1.jobs.e2e{suffix}",
+            "E2E_OPENAI_UPSTREAM_KEY": UPSTREAM_KEY,
             "API_KEYS": "",
             "STALL_TIMEOUT_S": "3",
             "ACCEPT_TIMEOUT_S": "3",

@@ -235,16 +235,19 @@ class _HugeAnswerAdapter(ProviderAdapter):
         yield  # pragma: no cover
 
 
-async def test_an_answer_too_big_for_nats_becomes_an_error_result(
+async def test_an_answer_too_big_for_one_nats_message_arrives_in_pieces(
     client: NATS, nats_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert client.max_payload < 2_000_000
     monkeypatch.setitem(REGISTRY, "huge", _HugeAnswerAdapter)
     async with in_process_worker(nats_url) as worker, inbox(client, worker.jobs_subject) as box:
         await box.send(make_job(provider="huge"))
-        _, result = await box.until_result()
+        accepted, *pieces, result = await box.until_result()
 
-    assert not result.result.ok and result.result.error.code == "response_too_large"
+    assert accepted.HasField("accepted")
+    assert len(pieces) >= 2 and all(p.HasField("chunk") for p in pieces)
+    assert b"".join(p.chunk.data for p in pieces) == b'{"data": "' + b"x" * 2_000_000 + b'"}'
+    assert result.result.ok and result.result.body == b""
     assert result.result.usage.prompt_tokens == 3
 
 

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import struct
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from typing import Any
 
 import httpx
 import pytest
 
-from common.providers.base import Operation, ProviderCall
+from common.errors import InvalidRequestError
+from common.providers.base import Operation, ProviderCall, Usage
+from tests.contract.server import UpstreamServer, closed_port
+from tests.contract.upstreams.openai import WIRE
 from workers.providers._http import retry_after_s
-from workers.providers.openai import error_fields, request_body
+from workers.providers.mistral import MistralAdapter
+from workers.providers.openai import OpenAIAdapter, error_fields, request_body, usage_of
 
 
 def call(body: dict[str, object], *, stream: bool) -> ProviderCall:
@@ -83,3 +91,95 @@ def test_retry_after_as_an_http_date() -> None:
 )
 def test_error_bodies_of_compatible_servers(body: object, expected: tuple[str, str | None, str | None]) -> None:
     assert error_fields(body) == expected
+
+
+# --- usage --------------------------------------------------------------------------------------
+
+
+def test_usage_reads_chat_and_image_generation_shapes() -> None:
+    chat = {"prompt_tokens": 24, "completion_tokens": 8, "prompt_tokens_details": {"cached_tokens": 16}}
+    assert usage_of(chat) == Usage(24, 8, 16)
+    images = {"input_tokens": 14, "output_tokens": 1290, "total_tokens": 1304, "input_tokens_details": {}}
+    assert usage_of(images) == Usage(14, 1290)
+    assert usage_of({"prompt_tokens": 5, "total_tokens": 5}) == Usage(5, 0)  # embeddings
+    assert usage_of(None) is None
+
+
+# --- one adapter, four endpoints ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def openai_upstream() -> Iterator[UpstreamServer]:
+    server = UpstreamServer(WIRE)
+    server.start()
+    yield server
+    server.stop()
+
+
+def op_call(operation: str, body: dict[str, Any], *, stream: bool = False) -> ProviderCall:
+    return ProviderCall(
+        request_id="r", operation=operation, body=body, upstream_model="up", api_key="k", timeout_s=5, stream=stream
+    )
+
+
+@pytest.mark.parametrize(
+    ("operation", "path", "body"),
+    [
+        (Operation.CHAT, "/v1/chat/completions", {"model": "p", "messages": [{"role": "user", "content": "hi"}]}),
+        (Operation.COMPLETIONS, "/v1/completions", {"model": "p", "prompt": "hi", "suffix": "!", "echo": False}),
+        (
+            Operation.EMBEDDINGS,
+            "/v1/embeddings",
+            {"model": "p", "input": ["a", "b"], "encoding_format": "base64", "dimensions": 3, "user": "u"},
+        ),
+        (
+            Operation.IMAGES,
+            "/v1/images/generations",
+            {"model": "p", "prompt": "a fox", "size": "1024x1024", "quality": "low", "background": "transparent"},
+        ),
+    ],
+)
+async def test_each_operation_posts_the_clients_body_to_its_path(
+    openai_upstream: UpstreamServer, operation: str, path: str, body: dict[str, Any]
+) -> None:
+    openai_upstream.reset()
+    adapter = OpenAIAdapter(openai_upstream.base_url)
+    try:
+        response = await adapter.send(op_call(operation, body))
+    finally:
+        await adapter.aclose()
+
+    (seen,) = openai_upstream.received
+    assert seen.path == path
+    assert seen.body == {**body, "model": "up"}  # base64 and dimensions go upstream: the upstream encodes
+    assert seen.headers["authorization"] == "Bearer k"
+    assert json.loads(response.body)  # relayed as received
+
+
+async def test_base64_embeddings_come_back_as_the_upstream_encoded_them(openai_upstream: UpstreamServer) -> None:
+    openai_upstream.reset()
+    adapter = OpenAIAdapter(openai_upstream.base_url)
+    body = {"model": "p", "input": "hello", "encoding_format": "base64", "dimensions": 4}
+    try:
+        response = await adapter.send(op_call(Operation.EMBEDDINGS, body))
+    finally:
+        await adapter.aclose()
+    expected = base64.b64encode(struct.pack("<4f", 5.0, 0.0, 0.5, -0.25)).decode()
+    assert json.loads(response.body)["data"][0]["embedding"] == expected
+    assert response.usage == Usage(prompt_tokens=1)
+
+
+@pytest.mark.parametrize(
+    ("adapter_class", "operation"),
+    [(OpenAIAdapter, Operation.EMBEDDINGS), (OpenAIAdapter, Operation.IMAGES), (MistralAdapter, Operation.EMBEDDINGS)],
+)
+async def test_operations_answering_one_body_refuse_to_stream(
+    adapter_class: type[OpenAIAdapter], operation: str
+) -> None:
+    adapter = adapter_class(f"http://127.0.0.1:{closed_port()}")  # refused before any connection
+    try:
+        with pytest.raises(InvalidRequestError) as caught:
+            adapter.stream(op_call(operation, {"model": "p"}, stream=True))
+    finally:
+        await adapter.aclose()
+    assert caught.value.param == "stream" and caught.value.status == 400

@@ -1,12 +1,19 @@
-"""The OpenAI JSON shapes the fake provider answers in, one class per operation."""
+"""The OpenAI JSON shapes the fake provider answers chat and legacy completions in: one ``Shape`` class
+per operation for text, and the two kinds of generated answer the fake gives (``TextReply``,
+``ToolCallReply``), each renderable whole or as stream chunks."""
 
 from __future__ import annotations
 
 import abc
+import re
 import time
-from typing import Any, ClassVar
+from collections.abc import Iterator
+from typing import Any, ClassVar, Protocol
 
-from common.providers.base import Operation, ProviderCall, Usage
+import orjson
+
+from common.providers.base import Operation, ProviderCall, StreamChunk, Usage
+from workers.openai_format import ChatChunks, ToolCall, chat_completion
 
 
 def usage_json(usage: Usage) -> dict[str, int]:
@@ -96,3 +103,80 @@ class CompletionShape(Shape):
 
 
 SHAPES: dict[str, type[Shape]] = {Operation.CHAT: ChatShape, Operation.COMPLETIONS: CompletionShape}
+
+
+# --- generated answers ---------------------------------------------------------------------------
+
+
+class Reply(Protocol):
+    """One generated answer. ``pieces`` is how many generated pieces (words, argument fragments) it
+    has: what ``tokens_per_second`` paces and ``fail_after_chunks`` cuts."""
+
+    pieces: int
+    usage: Usage
+
+    def whole(self) -> bytes:
+        """The non-streaming response body."""
+
+    def chunks(self) -> Iterator[StreamChunk]:
+        """Every stream chunk in order, the ``usage_only`` chunk last."""
+
+
+class TextReply:
+    """A text answer (chat or legacy completions), one word per chunk."""
+
+    def __init__(self, call: ProviderCall, words: list[str], finish_reason: str, prompt_tokens: int) -> None:
+        self._shape = SHAPES[call.operation](call)
+        self._words = words
+        self._finish_reason = finish_reason
+        self.pieces = len(words)
+        self.usage = Usage(prompt_tokens=prompt_tokens, completion_tokens=len(words))
+
+    def whole(self) -> bytes:
+        return orjson.dumps(self._shape.response(self._words, self._finish_reason, self.usage))
+
+    def chunks(self) -> Iterator[StreamChunk]:
+        if (opening := self._shape.opening_chunk()) is not None:
+            yield StreamChunk(orjson.dumps(opening))
+        for word in self._words:
+            yield StreamChunk(orjson.dumps(self._shape.word_chunk(word)), text_chars=len(word))
+        yield StreamChunk(orjson.dumps(self._shape.finish_chunk(self._finish_reason)))
+        yield StreamChunk(orjson.dumps(self._shape.usage_chunk(self.usage)), usage=self.usage, usage_only=True)
+
+
+_PIECE = re.compile(r"\S+\s*")
+
+
+class ToolCallReply:
+    """One call of one tool with null content, ``finish_reason: tool_calls``. Streamed as OpenAI does:
+    a first delta with the call's index, id, name and empty arguments, the arguments in several
+    deltas (one per word of their JSON text), the finish chunk, then the usage chunk."""
+
+    def __init__(self, call: ProviderCall, name: str, arguments: str, prompt_tokens: int) -> None:
+        self._call = call
+        self._id = f"{ChatShape.id_prefix}-{call.request_id}"
+        self._tool = ToolCall(id=f"call_fake_{call.request_id}", name=name, arguments=arguments)
+        # ``arguments`` is JSON text starting with "{" and holding ": " (json.dumps separators), so
+        # it always splits into at least two pieces.
+        self._arguments = _PIECE.findall(arguments)
+        self.pieces = len(self._arguments)
+        self.usage = Usage(prompt_tokens=prompt_tokens, completion_tokens=self.pieces)
+
+    def whole(self) -> bytes:
+        return chat_completion(
+            self._call,
+            response_id=self._id,
+            content=None,
+            tool_calls=[self._tool],
+            finish_reason="tool_calls",
+            usage=self.usage,
+        ).body
+
+    def chunks(self) -> Iterator[StreamChunk]:
+        # The role rides on the first tool-call delta, as in OpenAI's own streams.
+        chunks = ChatChunks(self._call, self._id, role_in_first_delta=True)
+        yield from chunks.tool_call_start(0, self._tool.id, self._tool.name)
+        for piece in self._arguments:
+            yield from chunks.tool_call_arguments(0, piece)
+        yield from chunks.finish("tool_calls")
+        yield chunks.usage(self.usage)

@@ -1,5 +1,5 @@
-"""Google's Gemini API (generativelanguage.googleapis.com): chat, legacy completions (through chat) and
-embeddings, translated to and from OpenAI's format.
+"""Google's Gemini API (generativelanguage.googleapis.com): chat, legacy completions (through chat),
+embeddings and image generation (``_gemini_images.py``), translated to and from OpenAI's format.
 
 Wire format, from the Gemini API reference (ai.google.dev/api) and the official google-genai SDK
 (``models.py``: paths ``{model}:generateContent``, ``{model}:streamGenerateContent?alt=sse``,
@@ -38,6 +38,7 @@ from workers.openai_format import (
     embedding_inputs,
     embeddings_response,
 )
+from workers.providers._gemini_images import generate_images
 from workers.providers._gemini_request import generate_content_request
 from workers.providers._gemini_response import StreamReader, choices_of, response_id_of, usage_of
 from workers.providers._http import pooled_client, timeout_for, upstream_error, upstream_failures
@@ -55,7 +56,7 @@ _CREDENTIAL_REASONS = frozenset({"API_KEY_INVALID", "API_KEY_EXPIRED"})
 
 class GeminiAdapter(ProviderAdapter):
     name = "gemini"
-    operations = frozenset({Operation.CHAT, Operation.COMPLETIONS, Operation.EMBEDDINGS})
+    operations = frozenset({Operation.CHAT, Operation.COMPLETIONS, Operation.EMBEDDINGS, Operation.IMAGES})
 
     def __init__(self, base_url: str, options: Mapping[str, str] | None = None) -> None:
         super().__init__(base_url or DEFAULT_BASE_URL, options)
@@ -64,6 +65,7 @@ class GeminiAdapter(ProviderAdapter):
             Operation.CHAT: self._chat,
             Operation.COMPLETIONS: self._completion,
             Operation.EMBEDDINGS: self._embeddings,
+            Operation.IMAGES: self._images,
         }
 
     async def aclose(self) -> None:
@@ -128,6 +130,10 @@ class GeminiAdapter(ProviderAdapter):
         # Gemini may not report usage for embeddings: then it is estimated from the input.
         return embeddings_response(call, vectors, Usage(prompt_tokens=reported or estimate_prompt_tokens(call.body)))
 
+    async def _images(self, call: ProviderCall) -> ProviderResponse:
+        path = f"{_model_path(call.upstream_model)}:generateContent"
+        return await generate_images(call, lambda p, request: self._post(call, p, request), path)
+
     async def _post(self, call: ProviderCall, path: str, request: dict[str, Any]) -> dict[str, Any]:
         with upstream_failures(self.name, call.timeout_s):
             response = await self._client.post(
@@ -147,8 +153,8 @@ class GeminiAdapter(ProviderAdapter):
 
     def stream(self, call: ProviderCall) -> AsyncIterator[StreamChunk]:
         self.check_supported(call)
-        if call.operation == Operation.EMBEDDINGS:
-            raise InvalidRequestError("Embeddings cannot be streamed.", param="stream")
+        if call.operation in (Operation.EMBEDDINGS, Operation.IMAGES):
+            raise InvalidRequestError(f"{call.operation} cannot be streamed.", param="stream")
         return self._stream(call)
 
     async def _stream(self, call: ProviderCall) -> AsyncIterator[StreamChunk]:

@@ -1,9 +1,12 @@
 """Any OpenAI-compatible API: OpenAI, Cerebras, DeepInfra, Fireworks, Groq, Mistral, vLLM, Ollama's /v1.
 
-The client's body goes upstream as it came, with ``model`` replaced by the upstream model, so every
-field the gateway does not know reaches the provider unchanged. Streams always ask for usage
-(``stream_options.include_usage``); the worker forwards that final usage chunk only if the client
-asked for it too.
+Chat completions, legacy completions, embeddings and image generation (``paths``). The client's body
+goes upstream as it came, with ``model`` replaced by the upstream model, so every field the gateway
+does not know reaches the provider unchanged (embeddings' ``encoding_format: base64`` included: the
+upstream encodes, and its answer comes back byte for byte). Streams (chat and completions) always ask
+for usage (``stream_options.include_usage``); the worker forwards that final usage chunk only if the
+client asked for it too. Image generation reports the GPT image models' ``input_tokens`` /
+``output_tokens`` usage when the upstream sends it (DALL-E sends none).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import httpx
 import orjson
 from httpx_sse import EventSource
 
-from common.errors import UpstreamError
+from common.errors import InvalidRequestError, UpstreamError
 from common.providers.base import (
     Operation,
     ProviderAdapter,
@@ -24,7 +27,7 @@ from common.providers.base import (
     StreamChunk,
     Usage,
 )
-from workers.providers._http import bearer, pooled_client, timeout_for, upstream_error, upstream_failures
+from workers.providers._http import authorization, pooled_client, timeout_for, upstream_error, upstream_failures
 
 _SSE_HEADERS = {"Accept": "text/event-stream"}
 
@@ -32,10 +35,16 @@ _SSE_HEADERS = {"Accept": "text/event-stream"}
 class OpenAIAdapter(ProviderAdapter):
     name = "openai"
     # Operation -> path under the base URL. Bodies and answers need no translation on an
-    # OpenAI-compatible API, so serving another endpoint (completions, embeddings, images) is one
-    # entry here plus its contract fixtures.
-    paths: ClassVar[Mapping[str, str]] = {Operation.CHAT: "/chat/completions"}
+    # OpenAI-compatible API, so serving another endpoint is one entry here plus its contract fixtures.
+    paths: ClassVar[Mapping[str, str]] = {
+        Operation.CHAT: "/chat/completions",
+        Operation.COMPLETIONS: "/completions",
+        Operation.EMBEDDINGS: "/embeddings",
+        Operation.IMAGES: "/images/generations",
+    }
     operations = frozenset(paths)
+    # The operations whose answers come as SSE; the others answer one JSON body.
+    streaming: ClassVar[frozenset[str]] = frozenset({Operation.CHAT, Operation.COMPLETIONS})
 
     def __init__(self, base_url: str, options: Mapping[str, str] | None = None) -> None:
         super().__init__(base_url, options)
@@ -50,7 +59,7 @@ class OpenAIAdapter(ProviderAdapter):
             response = await self._client.post(
                 self.paths[call.operation],
                 content=self.prepare_body(call),
-                headers=bearer(call.api_key),
+                headers=authorization(call),
                 timeout=timeout_for(call.timeout_s),
             )
         if response.is_error:
@@ -59,15 +68,20 @@ class OpenAIAdapter(ProviderAdapter):
         body = self.answer_body(call, answer, response.content)
         return ProviderResponse(body=body, usage=usage_of(answer.get("usage")) or Usage())
 
-    async def stream(self, call: ProviderCall) -> AsyncIterator[StreamChunk]:
+    def stream(self, call: ProviderCall) -> AsyncIterator[StreamChunk]:
         self.check_supported(call)
+        if call.operation not in self.streaming:  # refused here, before any upstream call
+            raise InvalidRequestError(f"{call.operation} cannot be streamed.", param="stream")
+        return self._stream(call)
+
+    async def _stream(self, call: ProviderCall) -> AsyncIterator[StreamChunk]:
         done = finished = False  # [DONE] seen; a finish_reason seen
         with upstream_failures(self.name, call.timeout_s):
             async with self._client.stream(
                 "POST",
                 self.paths[call.operation],
                 content=self.prepare_body(call),
-                headers={**bearer(call.api_key), **_SSE_HEADERS},
+                headers={**authorization(call), **_SSE_HEADERS},
                 timeout=timeout_for(call.timeout_s),
             ) as response:
                 if response.is_error:
@@ -140,13 +154,16 @@ def request_body(call: ProviderCall) -> bytes:
 
 
 def usage_of(raw: Any) -> Usage | None:
+    """Usage as chat, completions and embeddings report it (``prompt_tokens``, ``completion_tokens``,
+    ``prompt_tokens_details.cached_tokens``) or as image generation does (``input_tokens``,
+    ``output_tokens``, ``input_tokens_details``)."""
     if not isinstance(raw, dict):
         return None
-    details = raw.get("prompt_tokens_details")
+    details = raw.get("prompt_tokens_details") or raw.get("input_tokens_details")
     cached = details.get("cached_tokens") if isinstance(details, dict) else None
     return Usage(
-        prompt_tokens=int(raw.get("prompt_tokens") or 0),
-        completion_tokens=int(raw.get("completion_tokens") or 0),
+        prompt_tokens=int(raw.get("prompt_tokens") or raw.get("input_tokens") or 0),
+        completion_tokens=int(raw.get("completion_tokens") or raw.get("output_tokens") or 0),
         cached_tokens=int(cached or 0),
     )
 

@@ -23,7 +23,7 @@ class OllamaWire:
         auth = received.headers.get("authorization", "")
         received.api_key = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else None
         received.model = body.get("model")
-        received.stream = body.get("stream", True) is not False
+        received.stream = received.path != "/api/embed" and body.get("stream", True) is not False  # embed never streams
         received.tool_names = [t["function"]["name"] for t in body.get("tools") or ()]
         # A tool result carries the id of the call it answers (tool_call_id) and the tool's name.
         received.tool_results = [
@@ -31,14 +31,22 @@ class OllamaWire:
         ]
 
     def answer(self, fixture: str, received: Received) -> bytes:
-        return orjson.dumps(load_fixture("ollama", fixture))
+        return orjson.dumps(load_fixture("ollama", _ENDPOINT_FIXTURES.get(received.path, {}).get(fixture, fixture)))
 
     def stream(self, fixture: str, received: Received) -> list[bytes]:
+        fixture = _ENDPOINT_FIXTURES.get(received.path, {}).get(fixture, fixture)
         lines: list[dict[str, Any]] = load_fixture("ollama", f"{fixture}.stream")
         return [orjson.dumps(line) + b"\n" for line in lines]
 
     def error(self, status: int, message: str) -> bytes:
         return orjson.dumps({"error": message})
 
+
+# The plain reply and embeddings as /api/generate and /api/embed answer them (the operation cases of
+# test_operations_conformance.py).
+_ENDPOINT_FIXTURES: dict[str, dict[str, str]] = {
+    "/api/generate": {"chat": "generate"},
+    "/api/embed": {"embeddings": "embed"},
+}
 
 WIRE = OllamaWire()
