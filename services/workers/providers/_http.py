@@ -8,9 +8,11 @@ import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 import aiohttp
 import httpx
+import orjson
 from httpx_aiohttp import AiohttpTransport
 from httpx_sse import SSEError
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
@@ -133,3 +135,19 @@ def authorization(call: ProviderCall) -> Mapping[str, str]:
     """``Authorization: <scheme> <key>``: ``Bearer`` unless the target's ``auth_scheme`` option names
     another (remote catalogues use ``OAuth``)."""
     return bearer(call.api_key, call.options.get(AUTH_SCHEME_OPTION) or "Bearer")
+
+
+def json_or_none(raw: bytes | str) -> Any:
+    """The parsed JSON, or None when the provider sent something else (an HTML error page, say)."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def json_object(raw: bytes | str, provider: str) -> dict[str, Any]:
+    """A JSON object from the provider, or the retryable UpstreamError a garbled answer deserves."""
+    parsed = json_or_none(raw)
+    if not isinstance(parsed, dict):
+        raise UpstreamError(f"The upstream provider ({provider}) answered with something that is not JSON.")
+    return parsed

@@ -30,7 +30,14 @@ from workers.providers._anthropic_request import (
     messages_request,
 )
 from workers.providers._anthropic_response import PROVIDER, ChatStream, chat_answer
-from workers.providers._http import pooled_client, timeout_for, upstream_error, upstream_failures
+from workers.providers._http import (
+    json_object,
+    json_or_none,
+    pooled_client,
+    timeout_for,
+    upstream_error,
+    upstream_failures,
+)
 from workers.providers.openai import error_fields
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
@@ -94,7 +101,7 @@ class AnthropicAdapter(ProviderAdapter):
             )
         if response.is_error:
             raise _http_error(response)
-        return endpoint.answer(chat_answer(call, _json_object(response.content), request.format_tool))
+        return endpoint.answer(chat_answer(call, json_object(response.content, PROVIDER), request.format_tool))
 
     async def stream(self, call: ProviderCall) -> AsyncIterator[StreamChunk]:
         self.check_supported(call)
@@ -117,7 +124,7 @@ class AnthropicAdapter(ProviderAdapter):
                 async for event in EventSource(response).aiter_sse():
                     if translator.done:
                         continue
-                    for chunk in translator.feed(_json_object(event.data)):
+                    for chunk in translator.feed(json_object(event.data, PROVIDER)):
                         if (out := endpoint.chunk(chunk)) is not None:
                             yield out
         if not translator.done:
@@ -158,19 +165,5 @@ def _auth(api_key: str | None) -> Mapping[str, str]:
 
 def _http_error(response: httpx.Response) -> UpstreamError:
     # Anthropic's {"type": "error", "error": {"type", "message"}} reads like OpenAI's error body.
-    message, _, _ = error_fields(_json_or_none(response.content))
+    message, _, _ = error_fields(json_or_none(response.content))
     return upstream_error(PROVIDER, response.status_code, response.headers, message or response.text[:500].strip())
-
-
-def _json_or_none(raw: bytes | str) -> Any:
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None
-
-
-def _json_object(raw: bytes | str) -> dict[str, Any]:
-    parsed = _json_or_none(raw)
-    if not isinstance(parsed, dict):
-        raise UpstreamError(f"The upstream provider ({PROVIDER}) answered with something that is not JSON.")
-    return parsed

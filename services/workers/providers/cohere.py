@@ -53,7 +53,14 @@ from workers.openai_format import (
     text_completion,
 )
 from workers.providers._cohere_request import PROVIDER, chat_request, embed_request
-from workers.providers._http import authorization, pooled_client, timeout_for, upstream_error, upstream_failures
+from workers.providers._http import (
+    authorization,
+    json_object,
+    pooled_client,
+    timeout_for,
+    upstream_error,
+    upstream_failures,
+)
 from workers.providers.openai import error_fields
 
 DEFAULT_BASE_URL = "https://api.cohere.com"
@@ -300,7 +307,7 @@ class CohereAdapter(ProviderAdapter):
                 async for event in EventSource(response).aiter_sse():
                     if reader.finished or not event.data or event.data == "[DONE]":
                         continue
-                    for chunk in reader.feed(_json_object(event.data)):
+                    for chunk in reader.feed(json_object(event.data, PROVIDER)):
                         yield chunk
         if not reader.finished:  # a stream that never said why it stopped died
             raise UpstreamError(f"The upstream provider ({self.name}) ended the stream before it finished.")
@@ -318,7 +325,7 @@ class CohereAdapter(ProviderAdapter):
             )
         if response.is_error:
             raise self._error(response)
-        return _json_object(response.content)
+        return json_object(response.content, PROVIDER)
 
     def _error(self, response: httpx.Response) -> UpstreamError:
         try:
@@ -334,13 +341,3 @@ class CohereAdapter(ProviderAdapter):
 def _obj(value: Any) -> dict[str, Any]:
     """``value`` if it is a JSON object, else an empty one: for reading optional nested fields."""
     return value if isinstance(value, dict) else {}
-
-
-def _json_object(raw: bytes | str) -> dict[str, Any]:
-    try:
-        parsed = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        parsed = None
-    if not isinstance(parsed, dict):
-        raise UpstreamError(f"The upstream provider ({PROVIDER}) answered with something that is not JSON.")
-    return parsed

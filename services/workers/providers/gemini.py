@@ -41,7 +41,7 @@ from workers.openai_format import (
 from workers.providers._gemini_images import generate_images
 from workers.providers._gemini_request import generate_content_request
 from workers.providers._gemini_response import StreamReader, choices_of, response_id_of, usage_of
-from workers.providers._http import pooled_client, timeout_for, upstream_error, upstream_failures
+from workers.providers._http import json_or_none, pooled_client, timeout_for, upstream_error, upstream_failures
 from workers.usage import estimate_prompt_tokens
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
@@ -143,8 +143,8 @@ class GeminiAdapter(ProviderAdapter):
                 timeout=timeout_for(call.timeout_s),
             )
         if response.is_error:
-            raise self._error(response.status_code, response.headers, _json_or_none(response.content), response.text)
-        answer = _json_or_none(response.content)
+            raise self._error(response.status_code, response.headers, json_or_none(response.content), response.text)
+        answer = json_or_none(response.content)
         if not isinstance(answer, dict):
             raise UpstreamError(f"The upstream provider ({self.name}) answered with something that is not JSON.")
         return answer
@@ -173,10 +173,10 @@ class GeminiAdapter(ProviderAdapter):
             ) as response:
                 if response.is_error:
                     await response.aread()
-                    parsed = _json_or_none(response.content)
+                    parsed = json_or_none(response.content)
                     raise self._error(response.status_code, response.headers, parsed, response.text)
                 async for event in EventSource(response).aiter_sse():
-                    parsed = _json_or_none(event.data)
+                    parsed = json_or_none(event.data)
                     if not isinstance(parsed, dict):
                         raise UpstreamError(f"The upstream provider ({self.name}) sent an event that is not JSON.")
                     if isinstance(parsed.get("error"), dict):  # a failure reported in-band, mid-stream
@@ -235,10 +235,3 @@ def _retry_delay(details: list[dict[str, Any]]) -> float | None:
             except ValueError:
                 return None
     return None
-
-
-def _json_or_none(raw: bytes | str) -> Any:
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None

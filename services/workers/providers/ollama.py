@@ -34,7 +34,15 @@ from workers.openai_format import (
     text_completion,
 )
 from workers.providers import _ollama_request as translate
-from workers.providers._http import authorization, pooled_client, timeout_for, upstream_error, upstream_failures
+from workers.providers._http import (
+    authorization,
+    json_object,
+    json_or_none,
+    pooled_client,
+    timeout_for,
+    upstream_error,
+    upstream_failures,
+)
 from workers.providers.openai import error_fields
 
 DEFAULT_BASE_URL = "http://127.0.0.1:11434"
@@ -194,7 +202,7 @@ class OllamaAdapter(ProviderAdapter):
             )
         if response.is_error:
             raise self._error(response)
-        return route.answer(call, _json_object(response.content))
+        return route.answer(call, json_object(response.content, "ollama"))
 
     async def stream(self, call: ProviderCall) -> AsyncIterator[StreamChunk]:
         self.check_supported(call)
@@ -217,14 +225,14 @@ class OllamaAdapter(ProviderAdapter):
                 # Read to the end even after "done": an unread response closes its pooled connection.
                 async for line in response.aiter_lines():
                     if line.strip() and not reader.done:
-                        for chunk in reader.feed(_json_object(line)):
+                        for chunk in reader.feed(json_object(line, "ollama")):
                             yield chunk
         if not reader.done:
             raise UpstreamError(f"The upstream provider ({self.name}) ended the stream before it finished.")
 
     def _error(self, response: httpx.Response) -> UpstreamError:
         # Ollama's error body is {"error": "..."} (docs/api/errors.mdx).
-        message, code, param = error_fields(_json_or_none(response.content))
+        message, code, param = error_fields(json_or_none(response.content))
         return upstream_error(
             self.name,
             response.status_code,
@@ -233,17 +241,3 @@ class OllamaAdapter(ProviderAdapter):
             code=code,
             param=param,
         )
-
-
-def _json_or_none(raw: bytes | str) -> Any:
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None
-
-
-def _json_object(raw: bytes | str) -> dict[str, Any]:
-    parsed = _json_or_none(raw)
-    if not isinstance(parsed, dict):
-        raise UpstreamError("The upstream provider (ollama) answered with something that is not JSON.")
-    return parsed

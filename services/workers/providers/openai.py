@@ -27,7 +27,15 @@ from common.providers.base import (
     StreamChunk,
     Usage,
 )
-from workers.providers._http import authorization, pooled_client, timeout_for, upstream_error, upstream_failures
+from workers.providers._http import (
+    authorization,
+    json_object,
+    json_or_none,
+    pooled_client,
+    timeout_for,
+    upstream_error,
+    upstream_failures,
+)
 
 _SSE_HEADERS = {"Accept": "text/event-stream"}
 
@@ -64,7 +72,7 @@ class OpenAIAdapter(ProviderAdapter):
             )
         if response.is_error:
             raise self._error(response)
-        answer = _json_object(response.content, self.name)
+        answer = json_object(response.content, self.name)
         body = self.answer_body(call, answer, response.content)
         return ProviderResponse(body=body, usage=usage_of(answer.get("usage")) or Usage())
 
@@ -117,7 +125,7 @@ class OpenAIAdapter(ProviderAdapter):
         return [chunk], finish_seen
 
     def _chunk(self, data: str) -> tuple[StreamChunk, bool]:
-        parsed = _json_object(data, self.name)
+        parsed = json_object(data, self.name)
         choices = parsed.get("choices")
         if not choices and isinstance(parsed.get("error"), dict):  # an error sent in-band, mid-stream
             message, _, _ = error_fields(parsed)
@@ -133,7 +141,7 @@ class OpenAIAdapter(ProviderAdapter):
         return chunk, any(isinstance(c, dict) and c.get("finish_reason") for c in choices)
 
     def _error(self, response: httpx.Response) -> UpstreamError:
-        message, code, param = error_fields(_json_or_none(response.content))
+        message, code, param = error_fields(json_or_none(response.content))
         if not message:
             message = response.text[:500].strip()
         return upstream_error(self.name, response.status_code, response.headers, message, code=code, param=param)
@@ -205,17 +213,3 @@ def error_fields(body: Any) -> tuple[str, str | None, str | None]:
         if isinstance(body.get(key), str):
             return body[key], None, None
     return "", None, None
-
-
-def _json_or_none(raw: bytes | str) -> Any:
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None
-
-
-def _json_object(raw: bytes | str, provider: str) -> dict[str, Any]:
-    parsed = _json_or_none(raw)
-    if not isinstance(parsed, dict):
-        raise UpstreamError(f"The upstream provider ({provider}) answered with something that is not JSON.")
-    return parsed

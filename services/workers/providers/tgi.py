@@ -29,7 +29,15 @@ from httpx_sse import EventSource
 from common.errors import UpstreamError
 from common.providers.base import Operation, ProviderAdapter, ProviderCall, ProviderResponse, StreamChunk, Usage
 from workers.openai_format import ChatChunks, CompletionChunks, chat_completion, text_completion
-from workers.providers._http import authorization, pooled_client, timeout_for, upstream_error, upstream_failures
+from workers.providers._http import (
+    authorization,
+    json_object,
+    json_or_none,
+    pooled_client,
+    timeout_for,
+    upstream_error,
+    upstream_failures,
+)
 from workers.providers._tgi_request import StopTrimmer, TgiRequest, tgi_request
 from workers.providers.openai import error_fields
 
@@ -137,7 +145,7 @@ class TGIAdapter(ProviderAdapter):
             )
         if response.is_error:
             raise self._error(response)
-        return answer(call, request, _json_object(response.content))
+        return answer(call, request, json_object(response.content, "tgi"))
 
     async def stream(self, call: ProviderCall) -> AsyncIterator[StreamChunk]:
         self.check_supported(call)
@@ -159,13 +167,13 @@ class TGIAdapter(ProviderAdapter):
                 # Read to the end even after the last token: an unread response closes its connection.
                 async for event in EventSource(response).aiter_sse():
                     if event.data and not reader.done:
-                        for chunk in reader.feed(_json_object(event.data)):
+                        for chunk in reader.feed(json_object(event.data, "tgi")):
                             yield chunk
         if not reader.done:
             raise UpstreamError(f"The upstream provider ({self.name}) ended the stream before it finished.")
 
     def _error(self, response: httpx.Response) -> UpstreamError:
-        message, code, param = error_fields(_json_or_none(response.content))
+        message, code, param = error_fields(json_or_none(response.content))
         return upstream_error(
             self.name,
             response.status_code,
@@ -174,17 +182,3 @@ class TGIAdapter(ProviderAdapter):
             code=code,
             param=param,
         )
-
-
-def _json_or_none(raw: bytes | str) -> Any:
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None
-
-
-def _json_object(raw: bytes | str) -> dict[str, Any]:
-    parsed = _json_or_none(raw)
-    if not isinstance(parsed, dict):
-        raise UpstreamError("The upstream provider (tgi) answered with something that is not JSON.")
-    return parsed
