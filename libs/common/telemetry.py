@@ -90,3 +90,14 @@ def traceparent_of(span: trace.Span) -> str:
     if not ctx.is_valid:
         return ""
     return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
+
+
+def grpc_metadata() -> tuple[tuple[str, str], ...]:
+    """The current trace context as gRPC call metadata (W3C ``traceparent``/``tracestate``)."""
+    return tuple(inject_headers().items())
+
+
+def context_from_grpc_metadata(metadata: object) -> context.Context:
+    """The caller's trace context from a call's invocation metadata (pairs of key, value)."""
+    pairs = metadata or ()
+    return propagate.extract({key: value for key, value in pairs if isinstance(value, str)})  # type: ignore[attr-defined]

@@ -6,13 +6,11 @@ import grpc
 import grpc.aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
-from opentelemetry.instrumentation.grpc import aio_server_interceptor, filters
 from opentelemetry.trace import TracerProvider
 
-from modelrouter.router.v1 import router_pb2, router_pb2_grpc
+from modelrouter.router.v1 import router_pb2_grpc
+from router.grpc_errors import ROUTER_SERVICE
 from router.servicer import RouterServicer
-
-ROUTER_SERVICE = router_pb2.DESCRIPTOR.services_by_name["Router"].full_name
 
 
 class RouterServer:
@@ -20,13 +18,11 @@ class RouterServer:
 
     def __init__(self, servicer: RouterServicer, listen: str, tracer_provider: TracerProvider | None = None) -> None:
         self._health = health_aio.HealthServicer()
-        interceptor = aio_server_interceptor(
-            # Probes would drown the real spans; the caller's trace context arrives in gRPC metadata.
-            tracer_provider=tracer_provider,
-            filter_=filters.negate(filters.health_check()),
-        )
+        if tracer_provider is not None:
+            servicer.tracer = tracer_provider.get_tracer("modelrouter.router")
+        # Router methods make their own SERVER spans (router.grpc_errors); health probes make none.
         # no SO_REUSEPORT: a second router on the same port must fail, not silently share it.
-        self._server = grpc.aio.server(interceptors=[interceptor], options=[("grpc.so_reuseport", 0)])
+        self._server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
         router_pb2_grpc.add_RouterServicer_to_server(servicer, self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         self.port = self._server.add_insecure_port(listen)

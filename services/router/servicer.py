@@ -26,6 +26,8 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
         self._catalog = catalog
         self._state = state
         self._catalogs = catalogs
+        # The global provider's tracer unless the server is given another one (tests).
+        self.tracer = trace.get_tracer("modelrouter.router")
 
     @aborts_on_error
     async def Route(
