@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,6 +93,16 @@ class Attempt:
 
     def close(self) -> None:
         self._hub.close(self.key)
+
+
+async def _prepend(head: bytes, rest: AsyncGenerator[bytes, None]) -> AsyncIterator[bytes]:
+    try:
+        if head:
+            yield head
+        async for frame in rest:
+            yield frame
+    finally:
+        await rest.aclose()
 
 
 def error_from_reply(error: events_pb2.Error) -> UpstreamError:
@@ -177,11 +187,18 @@ class Dispatcher:
         except asyncio.CancelledError:
             self._finish_cancelled(call, ledger)
             raise
-        return self._relay(call, ledger, first, encoder or sse.OpenAIEncoder())
+        relay = self._relay(call, ledger, first, encoder or sse.OpenAIEncoder())
+        # Start the relay now: a started async generator is always finalised (asyncio closes it when
+        # it is dropped), so its accounting runs even if the client leaves before the body is sent.
+        try:
+            head = await anext(relay)
+        except StopAsyncIteration:
+            head = b""
+        return _prepend(head, relay)
 
     async def _relay(
         self, call: Call, ledger: Ledger, reply: events_pb2.Reply, encoder: sse.StreamEncoder
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         attempt = ledger.attempt
         assert attempt is not None
         finished = False
