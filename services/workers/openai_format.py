@@ -21,6 +21,22 @@ import orjson
 
 from common.providers.base import ProviderCall, ProviderResponse, StreamChunk, Usage
 
+# OpenAI request fields that steer the gateway or describe the caller, never the generated text:
+# a translating adapter may leave them out of its provider's request without changing the answer.
+CALLER_FIELDS = frozenset(
+    {
+        "model",
+        "stream",
+        "stream_options",
+        "user",
+        "metadata",
+        "store",
+        "service_tier",
+        "safety_identifier",
+        "prompt_cache_key",
+    }
+)
+
 
 def usage_json(usage: Usage) -> dict[str, Any]:
     out: dict[str, Any] = {

@@ -17,9 +17,9 @@ from common.errors import InvalidRequestError
 from common.providers.base import Operation, ProviderCall, Usage
 from tests.contract.server import UpstreamServer, closed_port
 from tests.contract.upstreams.openai import WIRE
-from workers.providers._http import retry_after_s
+from workers.providers._http import error_fields, retry_after_s
 from workers.providers.mistral import MistralAdapter
-from workers.providers.openai import OpenAIAdapter, error_fields, request_body, usage_of
+from workers.providers.openai import OpenAIAdapter, request_body, usage_of
 
 
 def call(body: dict[str, object], *, stream: bool) -> ProviderCall:

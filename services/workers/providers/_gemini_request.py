@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from common.errors import InvalidRequestError
+from workers.openai_format import CALLER_FIELDS
 from workers.providers._gemini_schema import gemini_schema
 
 # Gemini 3 answers 400 when a model turn's first function call comes back without the thought
@@ -30,19 +31,7 @@ SIGNATURE_IN_ID = "_ts_"
 FOREIGN_THOUGHT_SIGNATURE = "skip_thought_signature_validator"
 
 # Fields that cannot change what Gemini generates: routing and bookkeeping, and our own stream switches.
-_IGNORED = frozenset(
-    {
-        "model",
-        "stream",
-        "stream_options",
-        "user",
-        "store",
-        "metadata",
-        "service_tier",
-        "prompt_cache_key",
-        "safety_identifier",
-    }
-)
+_IGNORED = CALLER_FIELDS
 # OpenAI sampling field -> generationConfig field, same meaning and units.
 _GENERATION = {
     "temperature": "temperature",

@@ -151,3 +151,37 @@ def json_object(raw: bytes | str, provider: str) -> dict[str, Any]:
     if not isinstance(parsed, dict):
         raise UpstreamError(f"The upstream provider ({provider}) answered with something that is not JSON.")
     return parsed
+
+
+def error_fields(body: Any) -> tuple[str, str | None, str | None]:
+    """(message, code, param) from the error bodies OpenAI-compatible servers send:
+    ``{"error": {"message", "code", "param"}}``, ``{"error": "..."}``, ``{"message": ...}`` or
+    ``{"detail": ...}`` (FastAPI-based servers)."""
+    if not isinstance(body, dict):
+        return "", None, None
+    error = body.get("error")
+    if isinstance(error, dict):
+        code, param = error.get("code"), error.get("param")
+        return (
+            str(error.get("message") or ""),
+            str(code) if code is not None else None,
+            str(param) if param is not None else None,
+        )
+    for key in ("error", "message", "detail"):
+        if isinstance(body.get(key), str):
+            return body[key], None, None
+    return "", None, None
+
+
+def error_from_response(provider: str, response: httpx.Response) -> UpstreamError:
+    """The UpstreamError for a failed HTTP answer whose body is one of ``error_fields``' shapes
+    (OpenAI-compatible servers, Ollama, TGI, Cohere), falling back to the body's text."""
+    message, code, param = error_fields(json_or_none(response.content))
+    return upstream_error(
+        provider,
+        response.status_code,
+        response.headers,
+        message or response.text[:500].strip(),
+        code=code,
+        param=param,
+    )

@@ -20,24 +20,12 @@ import orjson
 
 from common.errors import InvalidRequestError, ModelRouterError
 from common.providers.base import ProviderCall
-from workers.openai_format import embedding_inputs
+from workers.openai_format import CALLER_FIELDS, embedding_inputs
 
 PROVIDER = "ollama"
 
 # Fields that steer the gateway or describe the caller, never the generated text.
-_NO_EFFECT = frozenset(
-    {
-        "model",
-        "stream",
-        "stream_options",
-        "user",
-        "metadata",
-        "store",
-        "service_tier",
-        "safety_identifier",
-        "prompt_cache_key",
-    }
-)
+_NO_EFFECT = CALLER_FIELDS
 _SAMPLING = frozenset({"temperature", "top_p", "max_tokens", "stop", "seed", "presence_penalty", "frequency_penalty"})
 _CHAT_FIELDS = (
     _NO_EFFECT

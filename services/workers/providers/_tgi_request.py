@@ -33,25 +33,13 @@ from typing import Any
 
 from common.errors import InvalidRequestError, ModelRouterError
 from common.providers.base import Operation, ProviderCall
+from workers.openai_format import CALLER_FIELDS
 
 PROVIDER = "tgi"
 # TGI's default --max-stop-sequences: a template's own stops are added only while there is room.
 MAX_STOP_SEQUENCES = 4
 
-_NO_EFFECT = frozenset(
-    {
-        "model",
-        "stream",
-        "stream_options",
-        "user",
-        "metadata",
-        "store",
-        "service_tier",
-        "safety_identifier",
-        "prompt_cache_key",
-        "parallel_tool_calls",  # means nothing without tools
-    }
-)
+_NO_EFFECT = CALLER_FIELDS | {"parallel_tool_calls"}  # parallel_tool_calls: means nothing without tools
 _SAMPLING = frozenset({"temperature", "top_p", "max_tokens", "stop", "seed", "frequency_penalty", "presence_penalty"})
 _CHAT_FIELDS = _NO_EFFECT | _SAMPLING | {"messages", "max_completion_tokens", "n", "response_format"}
 _COMPLETION_FIELDS = _NO_EFFECT | _SAMPLING | {"prompt", "n", "best_of", "echo"}

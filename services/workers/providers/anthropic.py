@@ -31,6 +31,7 @@ from workers.providers._anthropic_request import (
 )
 from workers.providers._anthropic_response import PROVIDER, ChatStream, chat_answer
 from workers.providers._http import (
+    error_fields,
     json_object,
     json_or_none,
     pooled_client,
@@ -38,7 +39,6 @@ from workers.providers._http import (
     upstream_error,
     upstream_failures,
 )
-from workers.providers.openai import error_fields
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 MESSAGES_PATH = "/v1/messages"

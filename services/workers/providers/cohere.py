@@ -55,13 +55,12 @@ from workers.openai_format import (
 from workers.providers._cohere_request import PROVIDER, chat_request, embed_request
 from workers.providers._http import (
     authorization,
+    error_from_response,
     json_object,
     pooled_client,
     timeout_for,
-    upstream_error,
     upstream_failures,
 )
-from workers.providers.openai import error_fields
 
 DEFAULT_BASE_URL = "https://api.cohere.com"
 CHAT_PATH = "/v2/chat"
@@ -328,14 +327,7 @@ class CohereAdapter(ProviderAdapter):
         return json_object(response.content, PROVIDER)
 
     def _error(self, response: httpx.Response) -> UpstreamError:
-        try:
-            parsed = orjson.loads(response.content)
-        except orjson.JSONDecodeError:
-            parsed = None
-        message, code, param = error_fields(parsed)  # Cohere sends {"id", "message"}
-        if not message:
-            message = response.text[:500].strip()
-        return upstream_error(self.name, response.status_code, response.headers, message, code=code, param=param)
+        return error_from_response(self.name, response)
 
 
 def _obj(value: Any) -> dict[str, Any]:

@@ -48,8 +48,8 @@ from workers.openai_format import (
     embedding_inputs,
     embeddings_response,
 )
-from workers.providers._http import upstream_error
-from workers.providers.openai import OpenAIAdapter, error_fields, generated_chars, usage_of
+from workers.providers._http import error_fields, json_or_none, upstream_error
+from workers.providers.openai import OpenAIAdapter, generated_chars, usage_of
 
 PROVIDER = "mistral"
 DEFAULT_BASE_URL = "https://api.mistral.ai"
@@ -318,11 +318,7 @@ class MistralAdapter(OpenAIAdapter):
         return out, finish_seen
 
     def _error(self, response: httpx.Response) -> UpstreamError:
-        try:
-            parsed = orjson.loads(response.content)
-        except orjson.JSONDecodeError:
-            parsed = None
-        message, param = error_message(parsed)
+        message, param = error_message(json_or_none(response.content))
         if not message:
             message = response.text[:500].strip()
         return upstream_error(self.name, response.status_code, response.headers, message, param=param)

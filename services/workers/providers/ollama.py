@@ -36,14 +36,12 @@ from workers.openai_format import (
 from workers.providers import _ollama_request as translate
 from workers.providers._http import (
     authorization,
+    error_from_response,
     json_object,
-    json_or_none,
     pooled_client,
     timeout_for,
-    upstream_error,
     upstream_failures,
 )
-from workers.providers.openai import error_fields
 
 DEFAULT_BASE_URL = "http://127.0.0.1:11434"
 _FINISH = {"stop": "stop", "length": "length"}
@@ -231,13 +229,4 @@ class OllamaAdapter(ProviderAdapter):
             raise UpstreamError(f"The upstream provider ({self.name}) ended the stream before it finished.")
 
     def _error(self, response: httpx.Response) -> UpstreamError:
-        # Ollama's error body is {"error": "..."} (docs/api/errors.mdx).
-        message, code, param = error_fields(json_or_none(response.content))
-        return upstream_error(
-            self.name,
-            response.status_code,
-            response.headers,
-            message or response.text[:500].strip(),
-            code=code,
-            param=param,
-        )
+        return error_from_response(self.name, response)

@@ -29,11 +29,11 @@ from common.providers.base import (
 )
 from workers.providers._http import (
     authorization,
+    error_fields,
+    error_from_response,
     json_object,
-    json_or_none,
     pooled_client,
     timeout_for,
-    upstream_error,
     upstream_failures,
 )
 
@@ -141,10 +141,7 @@ class OpenAIAdapter(ProviderAdapter):
         return chunk, any(isinstance(c, dict) and c.get("finish_reason") for c in choices)
 
     def _error(self, response: httpx.Response) -> UpstreamError:
-        message, code, param = error_fields(json_or_none(response.content))
-        if not message:
-            message = response.text[:500].strip()
-        return upstream_error(self.name, response.status_code, response.headers, message, code=code, param=param)
+        return error_from_response(self.name, response)
 
 
 def request_body(call: ProviderCall) -> bytes:
@@ -193,23 +190,3 @@ def generated_chars(choices: list[Any]) -> int:
         text = choice.get("text")
         total += len(text) if isinstance(text, str) else 0
     return total
-
-
-def error_fields(body: Any) -> tuple[str, str | None, str | None]:
-    """(message, code, param) from the error bodies OpenAI-compatible servers send:
-    ``{"error": {"message", "code", "param"}}``, ``{"error": "..."}``, ``{"message": ...}`` or
-    ``{"detail": ...}`` (FastAPI-based servers)."""
-    if not isinstance(body, dict):
-        return "", None, None
-    error = body.get("error")
-    if isinstance(error, dict):
-        code, param = error.get("code"), error.get("param")
-        return (
-            str(error.get("message") or ""),
-            str(code) if code is not None else None,
-            str(param) if param is not None else None,
-        )
-    for key in ("error", "message", "detail"):
-        if isinstance(body.get(key), str):
-            return body[key], None, None
-    return "", None, None

@@ -31,15 +31,13 @@ from common.providers.base import Operation, ProviderAdapter, ProviderCall, Prov
 from workers.openai_format import ChatChunks, CompletionChunks, chat_completion, text_completion
 from workers.providers._http import (
     authorization,
+    error_from_response,
     json_object,
-    json_or_none,
     pooled_client,
     timeout_for,
-    upstream_error,
     upstream_failures,
 )
 from workers.providers._tgi_request import StopTrimmer, TgiRequest, tgi_request
-from workers.providers.openai import error_fields
 
 _FINISH = {"length": "length", "eos_token": "stop", "stop_sequence": "stop"}
 _SSE_HEADERS = {"Accept": "text/event-stream"}
@@ -173,12 +171,4 @@ class TGIAdapter(ProviderAdapter):
             raise UpstreamError(f"The upstream provider ({self.name}) ended the stream before it finished.")
 
     def _error(self, response: httpx.Response) -> UpstreamError:
-        message, code, param = error_fields(json_or_none(response.content))
-        return upstream_error(
-            self.name,
-            response.status_code,
-            response.headers,
-            message or response.text[:500].strip(),
-            code=code,
-            param=param,
-        )
+        return error_from_response(self.name, response)
