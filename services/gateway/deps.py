@@ -1,4 +1,5 @@
-"""What route handlers get from FastAPI's dependency injection."""
+"""What route handlers get: from FastAPI's dependency injection, or (on the plain Starlette routes of
+the hot path) by calling ``gateway_of`` and ``KeyStore.authenticate`` directly."""
 
 from __future__ import annotations
 
@@ -27,9 +28,13 @@ class Gateway:
     draining: bool = False
 
 
-async def get_gateway(request: Request) -> Gateway:
+def gateway_of(request: Request) -> Gateway:
     gateway: Gateway = request.app.state.gateway
     return gateway
+
+
+async def get_gateway(request: Request) -> Gateway:
+    return gateway_of(request)
 
 
 GatewayDep = Annotated[Gateway, Depends(get_gateway)]

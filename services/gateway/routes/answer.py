@@ -6,8 +6,8 @@ import asyncio
 import uuid
 from typing import Any, Protocol
 
-from fastapi import Request
 from pydantic import BaseModel
+from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from common.errors import ModelRouterError
@@ -76,17 +76,29 @@ async def _client_gone(request: Request) -> None:
 
 
 async def complete_unless_disconnected(request: Request, dispatcher: Dispatcher, call: Call) -> bytes | None:
-    """The response body, or None when the client hung up first (the upstream call is then cancelled)."""
-    work = asyncio.ensure_future(dispatcher.complete(call))
-    watch = asyncio.ensure_future(_client_gone(request))
+    """The response body, or None when the client hung up first: the dispatch is then cancelled,
+    which cancels the upstream call. (The dispatch runs in this task; only the watch is a task.)"""
+    this = asyncio.current_task()
+    assert this is not None
+    state = {"finished": False, "gone": False}
+
+    async def watch() -> None:
+        await _client_gone(request)
+        if not state["finished"]:
+            state["gone"] = True
+            this.cancel()
+
+    watcher = asyncio.ensure_future(watch())
     try:
-        await asyncio.wait((work, watch), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        watch.cancel()
-    if not work.done():
-        work.cancel()
+        return await dispatcher.complete(call)
+    except asyncio.CancelledError:
+        if not state["gone"]:
+            raise
+        this.uncancel()
         return None
-    return work.result()
+    finally:
+        state["finished"] = True
+        watcher.cancel()
 
 
 async def answer(request: Request, dispatcher: Dispatcher, call: Call) -> Response:

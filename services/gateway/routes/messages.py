@@ -6,8 +6,9 @@ key is checked in the handler rather than by the shared (OpenAI-shaped) dependen
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
 
 from common.errors import ModelRouterError
 from gateway.anthropic.errors import error_response
@@ -15,19 +16,17 @@ from gateway.anthropic.request import to_openai_json
 from gateway.anthropic.response import to_anthropic_message
 from gateway.anthropic.schemas import parse_request
 from gateway.anthropic.stream import AnthropicStreamEncoder
-from gateway.deps import GatewayDep, read_body
+from gateway.deps import gateway_of, read_body
 from gateway.dispatch import Call
 from gateway.responses import RawJSONResponse
 from gateway.routes.answer import BYTES_PER_TOKEN, SSE_HEADERS, complete_unless_disconnected, new_request_id
 from modelrouter.events.v1 import events_pb2
 
-router = APIRouter()
-
 ENDPOINT = "/v1/messages"
 
 
-@router.post(ENDPOINT)
-async def create_message(request: Request, gateway: GatewayDep) -> Response:
+async def create_message(request: Request) -> Response:
+    gateway = gateway_of(request)
     request_id = new_request_id("msg")  # also the message id, so a client can quote either
     try:
         key_id = gateway.keys.authenticate(request.headers.get("authorization"), request.headers.get("x-api-key"))
@@ -59,3 +58,7 @@ async def create_message(request: Request, gateway: GatewayDep) -> Response:
         return RawJSONResponse(message, headers=headers)
     except ModelRouterError as exc:
         return error_response(exc, request_id)
+
+
+# A plain Starlette route, like the OpenAI generating endpoints (see routes/generate.py).
+routes = [Route(ENDPOINT, create_message, methods=["POST"])]
