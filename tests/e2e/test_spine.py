@@ -7,8 +7,10 @@ import asyncio
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+import asyncpg  # type: ignore[import-untyped]
 import httpx
 import openai
 import pytest
@@ -217,6 +219,38 @@ async def test_client_disconnect_mid_stream_is_accounted_as_cancelled(running_st
     assert row["status"] == "cancelled"
     assert row["completion_tokens"] >= 1
     assert row["latency_ms"] < 5000
+
+
+async def test_client_disconnect_before_a_plain_answer_is_accounted_as_cancelled(running_stack: RunningStack) -> None:
+    """A non-streamed request whose client gives up: the dispatch is cancelled (so is the worker's
+    upstream call) and the request still gets exactly one usage row, marked cancelled."""
+    started = datetime.now(UTC)
+    async with httpx.AsyncClient(timeout=0.5) as http:
+        with pytest.raises(httpx.ReadTimeout):
+            await http.post(
+                f"{running_stack.base_url}/v1/chat/completions",
+                json={"model": "dripping", "messages": HELLO},  # 5 tokens/s: seconds to answer
+                headers={"Authorization": f"Bearer {KEY}"},
+            )
+
+    async def cancelled_rows() -> list[Any]:
+        conn = await asyncpg.connect(running_stack.database_url.replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+            return list(
+                await conn.fetch(
+                    "SELECT * FROM usage_records WHERE requested_model = 'dripping' AND NOT stream"
+                    " AND started_at >= $1",
+                    started,
+                )
+            )
+        finally:
+            await conn.close()
+
+    rows = await eventually(cancelled_rows, lambda r: len(r) >= 1)
+    assert len(rows) == 1, rows
+    assert rows[0]["status"] == "cancelled"
+    assert rows[0]["http_status"] == 499
+    assert rows[0]["latency_ms"] < 3000  # ended when the client left, not when the answer would have
 
 
 def test_raw_socket_garbage_does_not_500(running_stack: RunningStack) -> None:
