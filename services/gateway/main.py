@@ -15,6 +15,7 @@ import uvloop
 
 from common import telemetry
 from common.config import ModelRouterConfig, load_config_or_exit
+from common.lifecycle import settle_heap
 from common.messaging import DependencyUnavailable, connect_nats, ensure_usage_stream
 from common.settings import GatewaySettings, load_settings
 from gateway.app import create_app
@@ -90,6 +91,7 @@ async def serve(settings: GatewaySettings, config: ModelRouterConfig) -> None:
         ),
         gateway,
     )
+    settle_heap()
     try:
         await server.serve()
     finally:

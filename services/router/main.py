@@ -16,7 +16,7 @@ from redis.exceptions import RedisError
 
 from common import telemetry
 from common.config import ModelRouterConfig, load_config_or_exit
-from common.lifecycle import install_stop_signals
+from common.lifecycle import install_stop_signals, settle_heap
 from common.messaging import DependencyUnavailable
 from common.settings import RouterSettings, load_settings
 from router.catalog_refresh import CatalogRefresher
@@ -70,6 +70,7 @@ async def serve(settings: RouterSettings, config: ModelRouterConfig) -> None:
         # Catalogue models are routable from the first request on; a catalogue that cannot be
         # fetched does not stop the router (its models are absent until a retry succeeds).
         await catalogs.start()
+        settle_heap()
         try:
             await server.start()
             log.info("router listening on %s (port %d)", settings.router_listen, server.port)
