@@ -56,6 +56,12 @@ class RouterSettings(CommonSettings):
 
 class WorkerSettings(CommonSettings):
     worker_concurrency: int = Field(default=256, ge=1)
+    # A job that has sent no chunk or result this long after it started sends Reply{accepted}; a
+    # faster job's first reply names the worker instead, saving a NATS message. Keep it well below
+    # the gateway's ACCEPT_TIMEOUT_S (5 s: a job silent that long counts as taken by no worker) and
+    # its 2 s wait for partial usage after a client leaves (a Cancel can only go out once the worker
+    # has named itself), hence the 1 s cap.
+    accept_delay_s: float = Field(default=0.1, ge=0, le=1.0)
     health_host: str = "127.0.0.1"
     health_port: int = Field(default=8081, ge=0, le=65535)
 

@@ -299,8 +299,10 @@ class Dispatcher:
             raise NoHealthyTargetError(
                 f"No worker took the request within {self._accept_timeout_s:g}s.", code="no_worker_available"
             ) from None
+        # A job's first reply names its worker: ``accepted`` when the job is slow to answer, else its
+        # first chunk or result (``accepted.worker_id``: a worker from before Reply.worker_id).
+        attempt.worker_id = reply.worker_id or reply.accepted.worker_id
         if reply.HasField("accepted"):
-            attempt.worker_id = reply.accepted.worker_id
             try:
                 reply = await attempt.next(attempt.target.timeout_s + RESULT_MARGIN_S)
             except TimeoutError:
@@ -313,6 +315,7 @@ class Dispatcher:
     # --- ending a request --------------------------------------------------------------------
 
     def _cancel_worker(self, call: Call, attempt: Attempt) -> None:
+        # Without a worker id (no reply yet) ``_account_after_cancel`` cancels once one arrives.
         if attempt.worker_id:
             payload = events_pb2.Cancel(request_id=call.request_id).SerializeToString()
             self._spawn(self._nc.publish(subjects.cancel(attempt.worker_id), payload))
@@ -332,6 +335,11 @@ class Dispatcher:
         try:
             while (left := deadline - time.perf_counter()) > 0:
                 reply = await attempt.next(left)
+                if not attempt.worker_id and (worker_id := reply.worker_id or reply.accepted.worker_id):
+                    # The client left before the worker named itself (its accepted is delayed, or it
+                    # had not picked the job up yet): stop it now.
+                    attempt.worker_id = worker_id
+                    self._cancel_worker(call, attempt)
                 if reply.HasField("result"):
                     ledger.usage, ledger.worker_span = reply.result.usage, reply.result.traceparent
                     break

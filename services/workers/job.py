@@ -17,6 +17,7 @@ from common.config import ProviderConfig
 from common.errors import InvalidRequestError, ModelRouterError, UpstreamError
 from common.messaging import consumer_span
 from common.providers.base import Operation, ProviderAdapter, ProviderCall, Usage
+from common.settings import WorkerSettings
 from common.telemetry import traceparent_of
 from modelrouter.events.v1 import events_pb2
 from workers.adapters import AdapterPool
@@ -33,6 +34,8 @@ OPERATIONS: dict[int, str] = {
 }
 # For a target that arrives without a timeout: the config's default for a provider.
 DEFAULT_TIMEOUT_S: float = ProviderConfig.model_fields["timeout_s"].default
+# How long a job may run before it sends Reply{accepted} (see WorkerSettings.accept_delay_s).
+ACCEPT_DELAY_S: float = WorkerSettings.model_fields["accept_delay_s"].default
 
 
 class MissingApiKeyError(ModelRouterError):
@@ -62,12 +65,67 @@ class JobControl:
 RESULT_ENVELOPE_BYTES = 4096
 
 
+class Replies:
+    """One job's replies to the gateway. The first one carries this worker's id, which is where the
+    gateway sends a Cancel. ``accepted`` goes out only if the job has sent nothing after
+    ``accept_delay_s``: a fast job answers with one message instead of two."""
+
+    __slots__ = ("_late", "_named", "_nc", "_subject", "_timer", "_worker_id")
+
+    def __init__(self, nc: NATS, subject: str, worker_id: str, accept_delay_s: float) -> None:
+        self._nc, self._subject, self._worker_id = nc, subject, worker_id
+        self._named = False
+        self._late: asyncio.Task[None] | None = None
+        self._timer = asyncio.get_running_loop().call_later(accept_delay_s, self._accept_late)
+
+    async def send(self, reply: events_pb2.Reply) -> None:
+        first = not self._named
+        if first:
+            # Flagged before publishing: nats-py queues a publish synchronously, so whichever
+            # reply gets here first is also first on the wire.
+            self._named = True
+            self._timer.cancel()
+            reply.worker_id = self._worker_id
+        try:
+            await self._nc.publish(self._subject, reply.SerializeToString())
+        except Exception:  # refused (too large, connection closed...): the next reply is the first
+            if first:
+                self._named = False
+            raise
+
+    async def accepted(self) -> None:
+        if not self._named:  # a chunk or result may have gone out since the timer fired
+            await self.send(events_pb2.Reply(accepted=events_pb2.Accepted(worker_id=self._worker_id)))
+
+    def close(self) -> None:
+        self._timer.cancel()
+
+    def _accept_late(self) -> None:
+        if not self._named:
+            self._late = asyncio.ensure_future(self._accept_logged())
+
+    async def _accept_logged(self) -> None:
+        try:
+            await self.accepted()
+        except Exception:  # no job task to raise into; the job's next reply names the worker instead
+            log.warning("could not send accepted on %s", self._subject, exc_info=True)
+
+
 class JobExecutor:
-    def __init__(self, nc: NATS, adapters: AdapterPool, worker_id: str, env: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        nc: NATS,
+        adapters: AdapterPool,
+        worker_id: str,
+        env: Mapping[str, str],
+        *,
+        accept_delay_s: float = ACCEPT_DELAY_S,
+    ) -> None:
         self._nc = nc
         self._adapters = adapters
         self._worker_id = worker_id
         self._env = env
+        self._accept_delay_s = accept_delay_s
 
     async def run(self, control: JobControl, subject: str, headers: Mapping[str, str] | None) -> None:
         job = control.job
@@ -82,24 +140,28 @@ class JobExecutor:
                     "gen_ai.request.model": job.target.upstream_model,
                 }
             )
-            accepted = events_pb2.Accepted(worker_id=self._worker_id)
-            await self._reply(job, events_pb2.Reply(accepted=accepted))
-            result = await self._attempt(control)
-            result.traceparent = traceparent_of(span)
-            _record(span, result)
-            await self._send_result(job, result)
+            replies = Replies(self._nc, job.reply_subject, self._worker_id, self._accept_delay_s)
+            try:
+                if self._accept_delay_s <= 0:
+                    await replies.accepted()
+                result = await self._attempt(control, replies)
+                result.traceparent = traceparent_of(span)
+                _record(span, result)
+                await self._send_result(replies, result)
+            finally:
+                replies.close()
 
-    async def _send_result(self, job: events_pb2.Job, result: events_pb2.Result) -> None:
+    async def _send_result(self, replies: Replies, result: events_pb2.Result) -> None:
         """The result, its body split over chunk messages first when it outgrows one NATS message
         (an image, a big embeddings batch); the gateway joins a non-streamed answer's chunks."""
         piece = max(1024, self._nc.max_payload - RESULT_ENVELOPE_BYTES)
         if len(result.body) > piece:
             body = result.body
             for start in range(0, len(body), piece):
-                await self._reply(job, events_pb2.Reply(chunk=events_pb2.Chunk(data=body[start : start + piece])))
+                await replies.send(events_pb2.Reply(chunk=events_pb2.Chunk(data=body[start : start + piece])))
             result.body = b""
         try:
-            await self._reply(job, events_pb2.Reply(result=result))
+            await replies.send(events_pb2.Reply(result=result))
         except MaxPayloadError:  # only the error text or trace fields could still be this large
             error = UpstreamError(
                 "The answer is larger than the message bus allows.", code="response_too_large", retryable=False
@@ -107,9 +169,9 @@ class JobExecutor:
             too_large = events_pb2.Result(
                 ok=False, error=error_message(error), usage=result.usage, traceparent=result.traceparent
             )
-            await self._reply(job, events_pb2.Reply(result=too_large))
+            await replies.send(events_pb2.Reply(result=too_large))
 
-    async def _attempt(self, control: JobControl) -> events_pb2.Result:
+    async def _attempt(self, control: JobControl, replies: Replies) -> events_pb2.Result:
         job = control.job
         meter: UsageMeter | None = None
         control.in_call = True
@@ -120,7 +182,7 @@ class JobExecutor:
             adapter = self._adapters.get(job.target.provider, job.target.base_url)
             meter = UsageMeter(call.body)
             if job.stream:
-                await self._relay(job, adapter, call, meter)
+                await self._relay(job, replies, adapter, call, meter)
                 return events_pb2.Result(ok=True, usage=usage_message(meter.counted(prompt_sent=True)))
             response = await adapter.send(call)
             return events_pb2.Result(ok=True, body=response.body, usage=usage_message(response.usage))
@@ -142,7 +204,7 @@ class JobExecutor:
             control.in_call = False
 
     async def _relay(
-        self, job: events_pb2.Job, adapter: ProviderAdapter, call: ProviderCall, meter: UsageMeter
+        self, job: events_pb2.Job, replies: Replies, adapter: ProviderAdapter, call: ProviderCall, meter: UsageMeter
     ) -> None:
         chunks = adapter.stream(call)
         try:
@@ -150,7 +212,7 @@ class JobExecutor:
                 meter.observe(chunk)
                 if chunk.usage_only and not job.include_usage:
                     continue
-                await self._reply(job, events_pb2.Reply(chunk=events_pb2.Chunk(data=chunk.data)))
+                await replies.send(events_pb2.Reply(chunk=events_pb2.Chunk(data=chunk.data)))
         finally:
             # Closing the generator closes its upstream response: a cancelled job hangs up at once.
             if isinstance(chunks, AsyncGenerator):
@@ -185,9 +247,6 @@ class JobExecutor:
         if not key:
             raise MissingApiKeyError(f"The worker has no API key for this deployment: {env_name} is not set.")
         return key
-
-    async def _reply(self, job: events_pb2.Job, reply: events_pb2.Reply) -> None:
-        await self._nc.publish(job.reply_subject, reply.SerializeToString())
 
 
 def _record(span: Span, result: events_pb2.Result) -> None:

@@ -9,7 +9,7 @@ import os
 import uvloop
 
 from common.health import HealthServer
-from common.lifecycle import install_stop_signals
+from common.lifecycle import install_stop_signals, settle_heap
 from common.messaging import DependencyUnavailable, connect_nats
 from common.settings import WorkerSettings, load_settings
 from common.telemetry import setup
@@ -31,7 +31,7 @@ async def serve(settings: WorkerSettings, *, jobs_subject: str | None = None) ->
     try:
         nc = await connect_nats(settings.nats_url, f"workers-{settings.instance_id}")
         adapters = AdapterPool(REGISTRY)
-        executor = JobExecutor(nc, adapters, settings.instance_id, os.environ)
+        executor = JobExecutor(nc, adapters, settings.instance_id, os.environ, accept_delay_s=settings.accept_delay_s)
         runner = JobRunner(
             nc,
             executor,
@@ -43,6 +43,7 @@ async def serve(settings: WorkerSettings, *, jobs_subject: str | None = None) ->
         await health.start()
         try:
             await runner.start()
+            settle_heap()
             log.info(
                 "worker %s taking jobs on %s (concurrency %d); health on %s:%d",
                 settings.instance_id,

@@ -5,7 +5,8 @@ slot and spawns the job's task. When every slot is busy the callback waits, and 
 in this worker's pending queue until a slot frees up (backpressure rather than refusing work).
 
 A ``Cancel`` on ``subjects.cancel(worker_id)`` stops that job's provider call; the job still sends
-its result, with the usage counted so far.
+its result, with the usage counted so far. The gateway learns ``worker_id`` from the job's first
+reply (``Reply.worker_id``), which is ``accepted`` only for a job still silent after the accept delay.
 """
 
 from __future__ import annotations
@@ -60,8 +61,8 @@ class JobRunner:
         return self._jobs_sub is not None and self._nc.is_connected
 
     async def start(self) -> None:
-        # The cancel subscription first: by the time a gateway sees this worker accept a job, its
-        # cancel subject is live.
+        # The cancel subscription first: by the time a gateway learns this worker's id (from a job's
+        # first reply), its cancel subject is live.
         self._cancel_sub = await self._nc.subscribe(subjects.cancel(self._worker_id), cb=self._on_cancel)
         self._jobs_sub = await self._nc.subscribe(self._jobs_subject, queue=self._queue, cb=self._on_job)
         await self._nc.flush()

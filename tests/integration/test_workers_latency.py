@@ -1,5 +1,5 @@
 """How long the worker hop takes: a pretend gateway sends a Job over NATS to a worker process, which
-POSTs to a local OpenAI-format upstream (a process of its own) and replies (accepted, [chunks,]
+POSTs to a local OpenAI-format upstream (a process of its own) and replies ([accepted,] [chunks,]
 result). Thousands of sequential jobs; prints p50/p90/p99 (run with ``-s`` to see them) and fails
 if the hop went badly wrong."""
 
@@ -72,7 +72,9 @@ async def test_worker_round_trip_latency(
                     replies = await box.until_result()
                     elapsed_ms = (time.perf_counter() - started) * 1000
                     assert replies[-1].result.ok, replies[-1].result.error
-                    assert len(replies) > 2 if stream else len(replies) == 2
+                    kinds = [r.WhichOneof("kind") for r in replies]
+                    # A job this fast sends no accepted: its first chunk or result names the worker.
+                    assert replies[0].worker_id and ("chunk" in kinds) == stream
                     if i >= WARMUP:
                         samples.append(elapsed_ms)
         finally:

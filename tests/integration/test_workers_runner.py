@@ -89,17 +89,22 @@ async def eventually(condition: Callable[[], bool], timeout: float = 5.0) -> Non
 # --- the reply sequence -------------------------------------------------------------------------
 
 
+def names_worker_first(replies: list[events_pb2.Reply], worker_id: str) -> bool:
+    """The first reply, and only it, names the worker (where the gateway sends a Cancel)."""
+    return replies[0].worker_id == worker_id and not any(r.worker_id for r in replies[1:])
+
+
 @pytest.mark.parametrize("include_usage", [False, True])
-async def test_a_streamed_job_replies_accepted_then_chunks_then_one_result(
+async def test_a_fast_streamed_job_replies_chunks_then_one_result_without_accepted(
     client: NATS, worker: InProcessWorker, include_usage: bool
 ) -> None:
     async with inbox(client, worker.jobs_subject) as box:
         await box.send(make_job(stream=True, include_usage=include_usage))
         replies = await box.until_result()
 
-    accepted, *chunks, result = replies
-    assert accepted.accepted.worker_id == worker.worker_id
-    assert all(r.HasField("chunk") for r in chunks)
+    *chunks, result = replies
+    assert names_worker_first(replies, worker.worker_id)
+    assert chunks and all(r.HasField("chunk") for r in chunks)
     assert "".join(chunk_texts(chunks)) == FAKE_TEXT
     last = json.loads(chunks[-1].chunk.data)
     assert (last["choices"] == [] and "usage" in last) is include_usage
@@ -109,15 +114,44 @@ async def test_a_streamed_job_replies_accepted_then_chunks_then_one_result(
     assert box.replies.empty()
 
 
-async def test_a_whole_job_replies_accepted_then_the_body(client: NATS, worker: InProcessWorker) -> None:
+async def test_a_fast_whole_job_replies_with_one_message_naming_the_worker(
+    client: NATS, worker: InProcessWorker
+) -> None:
     async with inbox(client, worker.jobs_subject) as box:
         await box.send(make_job(stream=False))
-        accepted, result = await box.until_result()
+        [result] = await box.until_result()
+        with pytest.raises(TimeoutError):  # no late accepted either
+            await box.next(timeout=3 * worker.accept_delay_s)
 
-    assert accepted.accepted.worker_id == worker.worker_id
+    assert result.worker_id == worker.worker_id
     body = json.loads(result.result.body)
     assert body["object"] == "chat.completion" and body["choices"][0]["message"]["content"] == FAKE_TEXT
     assert result.result.usage.completion_tokens == body["usage"]["completion_tokens"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_job_silent_past_the_accept_delay_replies_accepted_first(
+    client: NATS, worker: InProcessWorker, stream: bool
+) -> None:
+    async with inbox(client, worker.jobs_subject) as box:
+        await box.send(make_job(options={"latency_ms": "400"}, stream=stream))
+        accepted = await box.next()
+        assert box.replies.empty()  # accepted came while the upstream still waited
+        replies = [accepted, *await box.until_result()]
+
+    assert accepted.accepted.worker_id == worker.worker_id
+    assert names_worker_first(replies, worker.worker_id)
+    assert all(r.HasField("chunk") for r in replies[1:-1]) and replies[-1].result.ok
+    assert (len(replies) > 2) is stream
+
+
+async def test_with_no_accept_delay_every_job_replies_accepted_at_once(client: NATS, nats_url: str) -> None:
+    async with in_process_worker(nats_url, accept_delay_s=0) as worker, inbox(client, worker.jobs_subject) as box:
+        await box.send(make_job(stream=False))
+        replies = await box.until_result()
+
+    assert [r.WhichOneof("kind") for r in replies] == ["accepted", "result"]
+    assert names_worker_first(replies, worker.worker_id)
 
 
 async def test_chunks_are_relayed_as_the_upstream_sends_them(
@@ -126,13 +160,14 @@ async def test_chunks_are_relayed_as_the_upstream_sends_them(
     upstream.reset(HoldStream(after_chunks=3))
     async with inbox(client, worker.jobs_subject) as box:
         await box.send(openai_job(upstream, stream=True))
-        early = [await box.next() for _ in range(4)]  # accepted + 3 chunks while the upstream holds
+        early = [await box.next() for _ in range(3)]  # 3 chunks while the upstream holds
         assert upstream.holding
         upstream.release()
         rest = await box.until_result()
 
-    assert early[0].HasField("accepted") and all(r.HasField("chunk") for r in early[1:])
-    assert chunk_texts(early[1:] + rest[:-1]) == story.REPLY_PIECES
+    assert all(r.HasField("chunk") for r in early)
+    assert names_worker_first(early + rest, worker.worker_id)
+    assert chunk_texts(early + rest[:-1]) == story.REPLY_PIECES
     assert rest[-1].result.ok
     assert rest[-1].result.usage.prompt_tokens == story.REPLY_USAGE.prompt_tokens  # the upstream's own numbers
     assert rest[-1].result.usage.cached_tokens == story.REPLY_USAGE.cached_tokens
@@ -162,10 +197,13 @@ async def test_a_failing_target_ends_with_an_error_result(
     stream: bool,
 ) -> None:
     async with inbox(client, worker.jobs_subject) as box:
-        await box.send(make_job(options=options, stream=stream, timeout_s=0.2))
-        accepted, result = await box.until_result()
+        await box.send(make_job(options=options, stream=stream, timeout_s=0.4))
+        replies = await box.until_result()
 
-    assert accepted.HasField("accepted")
+    # A failure answers at once; only the timeout outlasts the accept delay.
+    assert [r.WhichOneof("kind") for r in replies] == (["accepted", "result"] if status == 504 else ["result"])
+    assert names_worker_first(replies, worker.worker_id)
+    result = replies[-1]
     error = result.result.error
     assert not result.result.ok
     assert (error.status, error.retryable, error.retry_after_s) == (status, retryable, retry_after)
@@ -175,9 +213,9 @@ async def test_a_failing_target_ends_with_an_error_result(
 async def test_an_unknown_provider_is_a_non_retryable_error(client: NATS, worker: InProcessWorker) -> None:
     async with inbox(client, worker.jobs_subject) as box:
         await box.send(make_job(provider="no-such-provider"))
-        accepted, result = await box.until_result()
+        [result] = await box.until_result()
 
-    assert accepted.accepted.worker_id == worker.worker_id
+    assert result.worker_id == worker.worker_id
     assert not result.result.ok
     assert result.result.error.code == "unknown_provider" and not result.result.error.retryable
 
@@ -242,9 +280,10 @@ async def test_an_answer_too_big_for_one_nats_message_arrives_in_pieces(
     monkeypatch.setitem(REGISTRY, "huge", _HugeAnswerAdapter)
     async with in_process_worker(nats_url) as worker, inbox(client, worker.jobs_subject) as box:
         await box.send(make_job(provider="huge"))
-        accepted, *pieces, result = await box.until_result()
+        replies = await box.until_result()
 
-    assert accepted.HasField("accepted")
+    *pieces, result = replies
+    assert names_worker_first(replies, worker.worker_id)
     assert len(pieces) >= 2 and all(p.HasField("chunk") for p in pieces)
     assert b"".join(p.chunk.data for p in pieces) == b'{"data": "' + b"x" * 2_000_000 + b'"}'
     assert result.result.ok and result.result.body == b""
@@ -261,10 +300,9 @@ async def test_cancel_mid_stream_hangs_up_on_the_upstream_and_reports_partial_us
     job = openai_job(upstream, stream=True)
     async with inbox(client, worker.jobs_subject) as box:
         await box.send(job)
-        accepted = await box.next()
-        chunks = [await box.next() for _ in range(3)]
+        chunks = [await box.next() for _ in range(3)]  # the first one names the worker
         await client.publish(
-            subjects.cancel(accepted.accepted.worker_id),
+            subjects.cancel(chunks[0].worker_id),
             events_pb2.Cancel(request_id=job.request_id).SerializeToString(),
         )
         await upstream.wait_until(lambda u: u.hangups == 1)
@@ -310,7 +348,7 @@ async def test_worker_concurrency_bounds_the_jobs_in_flight(
             await second.next(timeout=0.5)  # not even accepted while the only slot is busy
         openai_server.release()
         assert (await first.until_result())[-1].result.ok
-        assert [r.HasField("accepted") for r in await second.until_result()] == [True, False]
+        assert [r.WhichOneof("kind") for r in await second.until_result()] == ["result"]
 
 
 async def test_drain_finishes_short_jobs_stops_long_ones_and_takes_no_more(client: NATS, nats_url: str) -> None:
