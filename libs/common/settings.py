@@ -68,6 +68,9 @@ class WorkerSettings(CommonSettings):
 
 class AccountingSettings(CommonSettings):
     accounting_batch: int = Field(default=64, ge=1)
+    # After a fetch that came back short of a batch, let more usage events gather this long before
+    # one INSERT stores them all (0: store each fetch at once). Billing lags by up to this much.
+    accounting_linger_s: float = Field(default=0.1, ge=0, le=1.0)
     accounting_durable: str = subjects.ACCOUNTING_DURABLE
     health_host: str = "127.0.0.1"
     health_port: int = Field(default=8082, ge=0, le=65535)

@@ -1,10 +1,12 @@
 """The durable JetStream pull consumer that turns usage events into rows.
 
-Per batch: decode every message (an undecodable one is terminated, never retried), insert the
-rows in one transaction with ``ON CONFLICT (request_id) DO NOTHING``, and only after the commit ack
-each message. When Postgres is unavailable the batch is nak'ed with a growing delay, so nothing is
-acked that is not stored; when Postgres rejects a batch's values the batch is retried row by row so
-one bad row cannot hold back the others.
+A batch is what one fetch returns plus, when that was short of a full batch, what arrived within
+``linger_s`` after it: at a trickle of events each would otherwise cost its own pull request,
+transaction and INSERT. Per batch: decode every message (an undecodable one is terminated, never
+retried), insert the rows in one transaction with ``ON CONFLICT (request_id) DO NOTHING``, and
+only after the commit ack each message. When Postgres is unavailable the batch is nak'ed with a
+growing delay, so nothing is acked that is not stored; when Postgres rejects a batch's values the
+batch is retried row by row so one bad row cannot hold back the others.
 """
 
 from __future__ import annotations
@@ -28,9 +30,13 @@ from accounting.mapping import MalformedEventError, row_from_message
 from accounting.store import TABLE, RowsRejectedError, StoreUnavailableError, UsageStore
 from common import subjects
 from common.messaging import consumer_span
+from common.settings import AccountingSettings
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer("modelrouter.accounting")
+# How long the fetch that ends a linger window waits when nothing arrived in the window; the
+# events that did arrive are already on the server and come back at once.
+_SWEEP_TIMEOUT_S = 0.01
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,9 @@ class ConsumerOptions:
     batch: int = 64
     # Longest a fetch waits for a first message; also bounds how long a stop waits for the loop.
     fetch_timeout_s: float = 1.0
+    # After a short fetch, how long to let further events gather before storing the batch; 0 stores
+    # every fetch as it comes.
+    linger_s: float = AccountingSettings.model_fields["accounting_linger_s"].default
     # Longer than a batch insert can take (the engine's command timeout is below it).
     ack_wait_s: float = 30.0
     # With the nak backoff capped at retry_max_s, about a day of Postgres outage before JetStream
@@ -88,18 +97,42 @@ class UsageConsumer:
         """Fetch and store batches until ``stop`` is set; the batch in hand is always finished."""
         if self._sub is None:
             raise RuntimeError("UsageConsumer.start() was not awaited")
+        sub = self._sub
         while not stop.is_set():
             try:
-                msgs = await self._sub.fetch(self._options.batch, timeout=self._options.fetch_timeout_s)
+                msgs = await sub.fetch(self._options.batch, timeout=self._options.fetch_timeout_s)
             except TimeoutError:
                 continue  # nothing published: check stop and fetch again
             except NatsError as exc:
                 log.warning("fetching usage events failed: %s", exc)
                 await _sleep_unless(stop, self._options.retry_base_s)
                 continue
+            msgs = await self._linger(sub, msgs, stop)
             if not await self.process(msgs):
                 # Postgres is down: don't spin through the backlog naking everything at once.
                 await _sleep_unless(stop, self._options.retry_base_s)
+
+    async def _linger(self, sub: JetStreamContext.PullSubscription, msgs: list[Msg], stop: asyncio.Event) -> list[Msg]:
+        """``msgs`` plus what arrives within ``linger_s``, up to a full batch; cut short by ``stop``.
+
+        A fetch with nothing waiting returns as soon as one message arrives, so fetching again and
+        again through the window would cost a pull request per message. Instead the window's events
+        wait on the server and one fetch takes them all.
+        """
+        wanted = self._options.batch - len(msgs)
+        if wanted <= 0 or self._options.linger_s <= 0:
+            return msgs
+        await _sleep_unless(stop, self._options.linger_s)
+        if stop.is_set():
+            return msgs  # the caller stores the batch in hand; later events stay on the server
+        try:
+            more = await sub.fetch(wanted, timeout=_SWEEP_TIMEOUT_S)
+        except TimeoutError:
+            return msgs  # none arrived (one arriving late is delivered to the next fetch)
+        except NatsError as exc:
+            log.warning("fetching usage events failed: %s", exc)
+            return msgs
+        return msgs + more
 
     async def close(self) -> None:
         if self._sub is not None:

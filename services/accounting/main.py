@@ -103,6 +103,7 @@ async def _amain(settings: AccountingSettings) -> int:
             subject=settings.usage_subject,
             durable=settings.accounting_durable,
             batch=settings.accounting_batch,
+            linger_s=settings.accounting_linger_s,
         )
         await serve(settings, options, stop)
     except StartupError as exc:
