@@ -13,7 +13,7 @@ from nats.errors import Error as NatsError
 from accounting.consumer import ConsumerOptions, UsageConsumer
 from accounting.store import SchemaMissingError, UsageStore, create_engine
 from common.health import HealthServer
-from common.lifecycle import install_stop_signals
+from common.lifecycle import install_stop_signals, settle_heap
 from common.messaging import START_HINTS, DependencyUnavailable, connect_nats, ensure_usage_stream
 from common.settings import AccountingSettings, load_settings
 from common.telemetry import setup
@@ -75,6 +75,7 @@ async def _consume(
         settings.health_host,
         health.port,
     )
+    settle_heap()
     running = asyncio.create_task(consumer.run(stop))
     stopping = asyncio.create_task(stop.wait())
     try:
