@@ -22,9 +22,17 @@ def error_response(exc: ModelRouterError, request_id: str | None = None) -> Resp
     return RawJSONResponse(exc.to_json(), status_code=exc.status, headers=headers)
 
 
+def response_for(request: Request, exc: Exception) -> Response:
+    """The answer to an exception a handler raised: a ModelRouterError as itself, anything else as
+    our fault (logged with its traceback here; the client only learns that it was our fault)."""
+    if isinstance(exc, ModelRouterError):
+        return error_response(exc, getattr(request.state, "request_id", None))
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(ModelRouterError("The server had an error while processing your request."))
+
+
 async def _on_modelrouter_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ModelRouterError)
-    return error_response(exc, getattr(request.state, "request_id", None))
+    return response_for(request, exc)
 
 
 async def _on_validation_error(_: Request, exc: Exception) -> Response:
@@ -50,9 +58,7 @@ async def _on_http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> Response:
-    # Logged with its traceback here; the client only learns that it was our fault.
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return error_response(ModelRouterError("The server had an error while processing your request."))
+    return response_for(request, exc)
 
 
 def install(app: FastAPI) -> None:

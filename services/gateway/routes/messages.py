@@ -60,5 +60,5 @@ async def create_message(request: Request) -> Response:
         return error_response(exc, request_id)
 
 
-# A plain Starlette route, like the OpenAI generating endpoints (see routes/generate.py).
+# A plain Starlette route served by the fast lane, like the OpenAI generating endpoints (routes/generate.py).
 routes = [Route(ENDPOINT, create_message, methods=["POST"])]
