@@ -67,7 +67,7 @@ def run_bench(options: Options) -> Output:
         "upstream_latency_ms": options.latency_ms,
         "upstream_chunk_interval_ms": options.chunk_interval_ms,
         "modelrouter": "gateway → router → workers (openai adapter, HTTP to the mock) → accounting; "
-        "auth, accounting and tracing on, spans exported nowhere; private NATS and Redis",
+        "auth, accounting and tracing on, spans exported nowhere; private NATS (GOMAXPROCS=1) and Redis",
         "litellm": f"{litellm_proxy.VERSION}, 1 worker" if options.litellm else "not run",
     }
     results = BenchResults(started_at=started.strftime("%Y-%m-%d %H:%M"), settings=settings, machine=describe())
