@@ -1,11 +1,17 @@
-"""Responses whose bodies are already JSON bytes (no re-serialisation on the hot path)."""
+"""The gateway's two kinds of answer: JSON whose body is already bytes (no re-serialisation on the hot
+path), and a server-sent-event stream."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any
 
 import orjson
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 class RawJSONResponse(Response):
@@ -15,3 +21,48 @@ class RawJSONResponse(Response):
         if isinstance(content, bytes):
             return content
         return orjson.dumps(content)
+
+
+class EventStreamResponse(Response):
+    """``frames`` (already SSE-encoded) sent as they come, from the request's own task; a client that
+    hangs up stops the stream and closes ``frames`` (whose ``finally`` accounts for the request).
+
+    Starlette's StreamingResponse runs the body in an anyio task group beside a disconnect listener:
+    ~0.1 ms per stream, measured, before the first byte. Here the listener is one plain task.
+    """
+
+    media_type = "text/event-stream; charset=utf-8"
+
+    def __init__(self, frames: AsyncIterator[bytes], headers: Mapping[str, str] | None = None) -> None:
+        self.frames = frames
+        self.status_code = 200
+        self.background = None
+        self.init_headers({**SSE_HEADERS, **(headers or {})})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        this = asyncio.current_task()
+        assert this is not None
+        state = {"finished": False, "gone": False}
+
+        async def watch() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            if not state["finished"]:
+                state["gone"] = True
+                this.cancel()
+
+        watcher = asyncio.ensure_future(watch())
+        try:
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            async for frame in self.frames:
+                await send({"type": "http.response.body", "body": frame, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            if not state["gone"]:
+                raise
+            this.uncancel()  # the client left: nothing to answer, and nobody to tell
+        finally:
+            state["finished"] = True
+            watcher.cancel()
+            if isinstance(self.frames, AsyncGenerator):
+                await self.frames.aclose()

@@ -8,16 +8,15 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from common.errors import ModelRouterError
 from gateway.deps import Gateway, read_body
 from gateway.dispatch import Call, Dispatcher
-from gateway.responses import RawJSONResponse
+from gateway.responses import EventStreamResponse, RawJSONResponse
 from gateway.schemas import parse_body
 from modelrouter.events.v1 import events_pb2
 
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 # Rough prompt-size estimate for token-per-minute limits: ~4 bytes of JSON per token.
 BYTES_PER_TOKEN = 4
 
@@ -105,7 +104,7 @@ async def answer(request: Request, dispatcher: Dispatcher, call: Call) -> Respon
     headers = {"x-request-id": call.request_id}
     if call.stream:
         frames = await dispatcher.open_stream(call)
-        return StreamingResponse(frames, media_type="text/event-stream; charset=utf-8", headers=SSE_HEADERS | headers)
+        return EventStreamResponse(frames, headers)
     body = await complete_unless_disconnected(request, dispatcher, call)
     if body is None:
         return Response(status_code=499)  # nobody is listening; accounted as cancelled

@@ -7,7 +7,7 @@ key is checked in the handler rather than by the shared (OpenAI-shaped) dependen
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from common.errors import ModelRouterError
@@ -18,8 +18,8 @@ from gateway.anthropic.schemas import parse_request
 from gateway.anthropic.stream import AnthropicStreamEncoder
 from gateway.deps import gateway_of, read_body
 from gateway.dispatch import Call
-from gateway.responses import RawJSONResponse
-from gateway.routes.answer import BYTES_PER_TOKEN, SSE_HEADERS, complete_unless_disconnected, new_request_id
+from gateway.responses import EventStreamResponse, RawJSONResponse
+from gateway.routes.answer import BYTES_PER_TOKEN, complete_unless_disconnected, new_request_id
 from modelrouter.events.v1 import events_pb2
 
 ENDPOINT = "/v1/messages"
@@ -48,9 +48,7 @@ async def create_message(request: Request) -> Response:
         if call.stream:
             encoder = AnthropicStreamEncoder(message_id=request_id, model=parsed.model)
             frames = await gateway.dispatcher.open_stream(call, encoder)
-            return StreamingResponse(
-                frames, media_type="text/event-stream; charset=utf-8", headers=SSE_HEADERS | headers
-            )
+            return EventStreamResponse(frames, headers)
         completion = await complete_unless_disconnected(request, gateway.dispatcher, call)
         if completion is None:
             return Response(status_code=499)  # nobody is listening; accounted as cancelled
