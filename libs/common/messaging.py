@@ -60,19 +60,25 @@ async def connect_nats(url: str, name: str, first_connect_timeout_s: float = 5.0
         raise DependencyUnavailable("nats", url, str(cause) or type(cause).__name__) from None
 
 
+def start_producer_span(subject: str, parent: str | None = None) -> Span:
+    """A PRODUCER span for one message, not made current (the caller ends it); ``parent`` (a W3C
+    traceparent) overrides the current span as the parent."""
+    return _tracer.start_span(
+        f"send {subject}",
+        context=extract_context({"traceparent": parent}) if parent else None,
+        kind=SpanKind.PRODUCER,
+        attributes={"messaging.system": "nats", "messaging.destination.name": subject},
+    )
+
+
 @contextmanager
 def producer_span(
     subject: str, headers: dict[str, str] | None = None, parent: str | None = None
 ) -> Iterator[tuple[Span, dict[str, str]]]:
     """A PRODUCER span for one publish; yields the headers carrying its ``traceparent``. ``parent``
     (a W3C traceparent) overrides the current span as the parent."""
-    context = extract_context({"traceparent": parent}) if parent else None
-    with _tracer.start_as_current_span(
-        f"send {subject}",
-        context=context,
-        kind=SpanKind.PRODUCER,
-        attributes={"messaging.system": "nats", "messaging.destination.name": subject},
-    ) as span:
+    span = start_producer_span(subject, parent)
+    with trace.use_span(span, end_on_exit=True):
         yield span, inject_headers(headers)
 
 

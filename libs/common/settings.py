@@ -48,6 +48,9 @@ class GatewaySettings(CommonSettings):
     # How long to wait for any worker to pick a job up.
     accept_timeout_s: float = Field(default=5.0, gt=0)
     max_attempts: int = Field(default=3, ge=1)
+    # Usage events of this long go to JetStream as one message (0: one message per request). A
+    # JetStream publish and its ack cost ~0.2 ms of CPU; gathered, a request pays a fraction of it.
+    usage_linger_s: float = Field(default=0.01, ge=0, le=1.0)
 
 
 class RouterSettings(CommonSettings):

@@ -13,6 +13,8 @@ USAGE_STREAM = "MR_USAGE"
 ACCOUNTING_DURABLE = "accounting"
 
 MSG_ID_HEADER = "Nats-Msg-Id"
+USAGE_BATCH_HEADER = "Mr-Usage-Batch"
+"""Present (value "1") on a USAGE message whose payload is a UsageBatch rather than one UsageEvent."""
 
 
 def replies_wildcard(gateway_id: str) -> str:

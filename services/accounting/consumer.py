@@ -2,11 +2,14 @@
 
 A batch is what one fetch returns plus, when that was short of a full batch, what arrived within
 ``linger_s`` after it: at a trickle of events each would otherwise cost its own pull request,
-transaction and INSERT. Per batch: decode every message (an undecodable one is terminated, never
-retried), insert the rows in one transaction with ``ON CONFLICT (request_id) DO NOTHING``, and
-only after the commit ack each message. When Postgres is unavailable the batch is nak'ed with a
-growing delay, so nothing is acked that is not stored; when Postgres rejects a batch's values the
-batch is retried row by row so one bad row cannot hold back the others.
+transaction and INSERT. A message holds one UsageEvent or (from the gateway) a UsageBatch of them;
+each event gets its own CONSUMER span, child of its producer. Per batch: decode every message (an
+undecodable one is terminated, never retried), insert all their rows in one transaction with
+``ON CONFLICT (request_id) DO NOTHING``, and only after the commit settle each message, once. When
+Postgres is unavailable the messages not wholly stored are nak'ed with a growing delay, so nothing
+is acked that is not stored; when Postgres rejects a batch's values the rows are retried one by one
+so one bad row cannot hold back the others. A row that can never be stored terminates its message
+if it came alone, and is dropped (logged) from a UsageBatch whose other rows are kept.
 """
 
 from __future__ import annotations
@@ -14,9 +17,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from contextlib import ExitStack, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from nats.aio.msg import Msg
@@ -26,7 +29,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from accounting.mapping import MalformedEventError, row_from_message
+from accounting.mapping import MalformedEventError, is_batch, rows_from_message
 from accounting.store import TABLE, RowsRejectedError, StoreUnavailableError, UsageStore
 from common import subjects
 from common.messaging import consumer_span
@@ -74,10 +77,20 @@ class ConsumerOptions:
 
 
 @dataclass
-class _Pending:
+class _Message:
+    """One fetched message and the rows of its events; it is settled once, after all of them."""
+
     msg: Msg
+    batch: bool
+    rows: list[_Pending] = field(default_factory=list)
+
+
+@dataclass
+class _Pending:
     span: Span
     row: dict[str, Any]
+    stored: bool = False
+    rejected: str | None = None  # why Postgres refused the row, even alone
 
 
 class UsageConsumer:
@@ -140,52 +153,81 @@ class UsageConsumer:
             self._sub = None
 
     async def process(self, msgs: Sequence[Msg]) -> bool:
-        """Store one fetched batch and settle every message; False if Postgres was unavailable."""
+        """Store one fetched batch and settle every message once; False if Postgres was unavailable."""
         with ExitStack() as spans:
-            pending: list[_Pending] = []
-            for msg in msgs:
-                span = spans.enter_context(consumer_span(f"process {msg.subject}", msg.subject, msg.headers))
-                span.set_attribute("messaging.consumer.group.name", self._options.durable)
-                try:
-                    row = row_from_message(msg.data)
-                except MalformedEventError as exc:
-                    await self._terminate(msg, span, str(exc))
-                    continue
-                span.set_attribute("messaging.message.id", row["request_id"])
-                pending.append(_Pending(msg, span, row))
-            if not pending:
-                return True
-            return await self._insert_and_settle(pending)
+            messages = [m for msg in msgs if (m := await self._decode(msg, spans)) is not None]
+            pending = [p for m in messages for p in m.rows]
+            unavailable = await self._insert(pending) if pending else None
+            for message in messages:
+                await self._settle_message(message, unavailable)
+            return unavailable is None
 
-    async def _insert_and_settle(self, pending: list[_Pending]) -> bool:
+    async def _decode(self, msg: Msg, spans: ExitStack) -> _Message | None:
+        """``msg`` with a CONSUMER span per event; None if it was terminated as undecodable."""
+        try:
+            events = rows_from_message(msg.data, msg.headers)
+        except MalformedEventError as exc:
+            await self._terminate(msg, self._span(spans, msg, msg.headers), str(exc))
+            return None
+        message = _Message(msg, is_batch(msg.headers))
+        for event in events:
+            # A batch's headers carry no per-event context: each event names its own producer.
+            carrier = {"traceparent": event.traceparent} if event.traceparent else msg.headers
+            span = self._span(spans, msg, carrier)
+            span.set_attribute("messaging.message.id", event.request_id)
+            if event.row is None:
+                _drop(msg, span, event.request_id, event.error)
+            else:
+                message.rows.append(_Pending(span, event.row))
+        return message
+
+    def _span(self, spans: ExitStack, msg: Msg, carrier: Mapping[str, str] | None) -> Span:
+        """A CONSUMER span, child of the producer in ``carrier``, open until the batch is settled."""
+        span = spans.enter_context(consumer_span(f"process {msg.subject}", msg.subject, carrier))
+        span.set_attribute("messaging.consumer.group.name", self._options.durable)
+        return span
+
+    async def _insert(self, pending: list[_Pending]) -> str | None:
+        """Insert the rows, marking each stored or rejected; the reason Postgres was unavailable, if
+        it was (rows left unmarked are to be retried)."""
         started = time.time_ns()
         try:
             await self._store.insert([p.row for p in pending])
         except RowsRejectedError as exc:
             _end_insert_spans(pending, started, len(pending), str(exc))
             if len(pending) == 1:
-                await self._terminate(pending[0].msg, pending[0].span, f"rejected by Postgres: {exc}")
-                return True
+                pending[0].rejected = str(exc)
+                return None
             log.warning("Postgres rejected a batch of %d usage rows (%s); storing them one by one", len(pending), exc)
-            for i, one in enumerate(pending):
-                if not await self._insert_and_settle([one]):
-                    await self._retry_later(pending[i + 1 :], "Postgres became unavailable")
-                    return False
-            return True
+            for one in pending:
+                if (unavailable := await self._insert([one])) is not None:
+                    return unavailable
+            return None
         except StoreUnavailableError as exc:
             _end_insert_spans(pending, started, len(pending), str(exc))
             log.error("storing %d usage rows failed, will retry: %s", len(pending), exc)
-            await self._retry_later(pending, str(exc))
-            return False
+            return str(exc)
         _end_insert_spans(pending, started, len(pending), None)
         for p in pending:
-            await _settle(p.msg.ack())
-        return True
+            p.stored = True
+        return None
 
-    async def _retry_later(self, pending: list[_Pending], reason: str) -> None:
-        for p in pending:
-            p.span.set_status(Status(StatusCode.ERROR, reason))
-            await _settle(p.msg.nak(delay=self._options.retry_delay_s(_num_delivered(p.msg))))
+    async def _settle_message(self, message: _Message, unavailable: str | None) -> None:
+        msg = message.msg
+        waiting = [p for p in message.rows if not p.stored and p.rejected is None]
+        if waiting:
+            # Rows already stored are skipped by the insert when the message comes back.
+            for p in waiting:
+                p.span.set_status(Status(StatusCode.ERROR, unavailable or "not stored"))
+            await _settle(msg.nak(delay=self._options.retry_delay_s(_num_delivered(msg))))
+            return
+        rejected = [p for p in message.rows if p.rejected is not None]
+        if rejected and not message.batch:
+            await self._terminate(msg, rejected[0].span, f"rejected by Postgres: {rejected[0].rejected}")
+            return
+        for p in rejected:
+            _drop(msg, p.span, p.row["request_id"], f"rejected by Postgres: {p.rejected}")
+        await _settle(msg.ack())
 
     async def _terminate(self, msg: Msg, span: Span, reason: str) -> None:
         span.set_status(Status(StatusCode.ERROR, reason))
@@ -193,8 +235,14 @@ class UsageConsumer:
         await _settle(msg.term())
 
 
+def _drop(msg: Msg, span: Span, request_id: str, reason: str) -> None:
+    """One event of a batch can never be a row: the rest of its message is stored and acked."""
+    span.set_status(Status(StatusCode.ERROR, reason))
+    log.error("dropping usage event %r of message (stream seq %s): %s", request_id, _stream_seq(msg), reason)
+
+
 def _end_insert_spans(pending: list[_Pending], started_ns: int, batch_size: int, error: str | None) -> None:
-    """One INSERT span under each message's CONSUMER span, all covering the one shared statement."""
+    """One INSERT span under each event's CONSUMER span, all covering the one shared statement."""
     ended = time.time_ns()
     for p in pending:
         span = _tracer.start_span(

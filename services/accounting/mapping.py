@@ -1,13 +1,21 @@
-"""A wire ``UsageEvent`` -> a ``usage_records`` row (a dict of column values, for a bulk insert)."""
+"""A wire ``UsageEvent`` -> a ``usage_records`` row (a dict of column values, for a bulk insert).
+
+A JetStream message carries either one ``UsageEvent`` (trace context in its headers) or, with the
+``subjects.USAGE_BATCH_HEADER`` header, a ``UsageBatch`` whose events each carry their own
+``traceparent``.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from google.protobuf.message import DecodeError
 
 from accounting.pricing import cost_usd
+from common import subjects
 from modelrouter.events.v1 import events_pb2
 
 _STATUS_NAMES = {
@@ -83,3 +91,41 @@ def row_from_event(event: events_pb2.UsageEvent) -> dict[str, Any]:
 
 def row_from_message(data: bytes) -> dict[str, Any]:
     return row_from_event(decode_event(data))
+
+
+@dataclass(frozen=True)
+class EventRow:
+    """One event of a message: its row, or (``row`` None) why it can never be one."""
+
+    request_id: str
+    # The event's own producer context; "" when it travelled in the message headers instead.
+    traceparent: str
+    row: dict[str, Any] | None
+    error: str = ""
+
+
+def is_batch(headers: Mapping[str, str] | None) -> bool:
+    return headers is not None and headers.get(subjects.USAGE_BATCH_HEADER) == "1"
+
+
+def rows_from_message(data: bytes, headers: Mapping[str, str] | None) -> list[EventRow]:
+    """The events of one message, in order.
+
+    Raises MalformedEventError when the message as a whole can never be stored: a payload that does
+    not decode, or a single-event message whose event cannot be a row. A bad event inside a batch
+    is returned with its ``error`` instead, so that the rest of the batch is still stored.
+    """
+    if not is_batch(headers):
+        row = row_from_message(data)
+        return [EventRow(row["request_id"], "", row)]
+    try:
+        batch = events_pb2.UsageBatch.FromString(data)
+    except DecodeError as exc:
+        raise MalformedEventError(f"not a UsageBatch: {exc}") from None
+    found: list[EventRow] = []
+    for event in batch.events:
+        try:
+            found.append(EventRow(_clean(event.request_id), event.traceparent, row_from_event(event)))
+        except MalformedEventError as exc:
+            found.append(EventRow(_clean(event.request_id), event.traceparent, None, str(exc)))
+    return found

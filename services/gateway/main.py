@@ -57,7 +57,7 @@ async def build_gateway(
     await ensure_usage_stream(nc, settings.usage_stream, settings.usage_subject)
     hub = ReplyHub(nc, settings.instance_id)
     await hub.start()
-    usage = UsagePublisher(nc, settings.usage_subject)
+    usage = UsagePublisher(nc, settings.usage_subject, linger_s=settings.usage_linger_s)
     router = RouterClient(settings.router_addr)
     dispatcher = Dispatcher(
         router,

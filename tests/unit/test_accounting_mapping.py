@@ -5,8 +5,9 @@ from decimal import Decimal
 
 import pytest
 
-from accounting.mapping import MalformedEventError, row_from_event, row_from_message
+from accounting.mapping import MalformedEventError, is_batch, row_from_event, row_from_message, rows_from_message
 from accounting.models import UsageRecord
+from common import subjects
 from modelrouter.events.v1 import events_pb2
 from modelrouter.router.v1 import router_pb2
 
@@ -118,3 +119,61 @@ def test_events_that_cannot_be_rows_are_malformed(event: events_pb2.UsageEvent) 
 def test_bytes_that_are_not_a_usage_event_are_malformed(data: bytes) -> None:
     with pytest.raises(MalformedEventError):
         row_from_message(data)
+
+
+BATCH = {subjects.USAGE_BATCH_HEADER: "1", subjects.MSG_ID_HEADER: "batch-1"}
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+def test_a_message_without_the_batch_header_is_one_event_with_its_context_in_the_headers() -> None:
+    for headers in (None, {subjects.MSG_ID_HEADER: "req-1", "traceparent": TRACEPARENT}):
+        assert not is_batch(headers)
+        [event] = rows_from_message(_event().SerializeToString(), headers)
+        assert (event.request_id, event.traceparent, event.error) == ("req-1", "", "")
+        assert event.row == row_from_event(_event())
+
+
+def test_a_single_event_that_cannot_be_a_row_makes_the_whole_message_malformed() -> None:
+    with pytest.raises(MalformedEventError):
+        rows_from_message(_event(request_id="").SerializeToString(), {subjects.MSG_ID_HEADER: "x"})
+
+
+def test_a_batch_message_is_its_events_in_order_each_with_its_own_traceparent() -> None:
+    other = TRACEPARENT.replace("00f067aa0ba902b7", "1111111111111111")
+    batch = events_pb2.UsageBatch(
+        events=[_event(request_id="req-a", traceparent=TRACEPARENT), _event(request_id="req-b", traceparent=other)]
+    )
+    assert is_batch(BATCH)
+    found = rows_from_message(batch.SerializeToString(), BATCH)
+    assert [(e.request_id, e.traceparent, e.error) for e in found] == [("req-a", TRACEPARENT, ""), ("req-b", other, "")]
+    assert found[1].row == row_from_event(_event(request_id="req-b"))
+
+
+def test_a_bad_event_in_a_batch_is_reported_without_losing_the_others() -> None:
+    batch = events_pb2.UsageBatch(
+        events=[
+            _event(request_id="req-a"),
+            _event(request_id="req-nan", price=router_pb2.Price(prompt_per_1k=float("nan"))),
+            _event(request_id=""),
+            _event(request_id="req-b"),
+        ]
+    )
+    found = rows_from_message(batch.SerializeToString(), BATCH)
+    assert [e.request_id for e in found] == ["req-a", "req-nan", "", "req-b"]
+    assert [e.row is None for e in found] == [False, True, True, False]
+    assert "req-nan" in found[1].error and "no request_id" in found[2].error
+
+
+def test_an_empty_batch_has_no_events() -> None:
+    assert rows_from_message(events_pb2.UsageBatch().SerializeToString(), BATCH) == []
+
+
+@pytest.mark.parametrize("data", [b"\xff\xff not a protobuf", b"\x0a\x03abc"])
+def test_a_batch_payload_that_does_not_decode_is_malformed(data: bytes) -> None:
+    with pytest.raises(MalformedEventError, match="not a UsageBatch"):
+        rows_from_message(data, BATCH)
+
+
+def test_only_the_value_1_marks_a_batch() -> None:
+    assert not is_batch({subjects.USAGE_BATCH_HEADER: "0"})
+    assert not is_batch({})
