@@ -1,0 +1,190 @@
+"""What one hop of ModelRouter's path costs on this machine, each measured alone (the floor the design
+stands on; ``docs/performance.md`` reads the bench against it).
+
+    python -m bench.hops [--calls N]    # about 20 s; prints a table, p50 wall and client CPU per call
+
+Hops: a cross-process TCP round trip (the kernel's share of every hop), a grpc.aio unary call to a
+trivial servicer (another process), a core NATS request/reply, a JetStream publish with its ack, a
+Redis EVALSHA through redis-py, and one OpenTelemetry SDK span. Uses the NATS and Redis of
+``NATS_URL``/``REDIS_URL`` (defaults: the local ones).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+import socket
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import grpc
+import nats
+import uvloop
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from nats.aio.msg import Msg
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import SpanKind
+from redis.asyncio import Redis
+
+from bench.machine import python_speed_us
+
+CALLS = 2000  # per hop (five times as many for the cheap ones); --calls changes it
+
+
+@dataclass(frozen=True)
+class Hop:
+    name: str
+    p50_ms: float
+    client_cpu_ms: float
+
+
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def measure(name: str, call: Callable[[], Awaitable[object]], calls: int | None = None) -> Hop:
+    calls = calls or CALLS
+    for _ in range(calls // 10):
+        await call()
+    times = []
+    cpu = _cpu_s()
+    for _ in range(calls):
+        started = time.perf_counter()
+        await call()
+        times.append(time.perf_counter() - started)
+    return Hop(name, statistics.median(times) * 1000, (_cpu_s() - cpu) / calls * 1000)
+
+
+def tcp_round_trip() -> Hop:
+    """Blocking ping-pong with a forked echo process: the wake-up cost every hop pays."""
+    server = socket.create_server(("127.0.0.1", 0))
+    if os.fork() == 0:
+        conn, _ = server.accept()
+        while data := conn.recv(256):
+            conn.sendall(data)
+        os._exit(0)
+    client = socket.create_connection(server.getsockname())
+    client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    times = []
+    cpu = _cpu_s()
+    for _ in range(CALLS * 5):
+        started = time.perf_counter()
+        client.sendall(b"x" * 200)
+        client.recv(256)
+        times.append(time.perf_counter() - started)
+    hop = Hop(
+        "TCP round trip to another process", statistics.median(times) * 1000, (_cpu_s() - cpu) / len(times) * 1000
+    )
+    client.close()
+    os.wait()
+    return hop
+
+
+async def grpc_unary() -> Hop:
+    server = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.hops", "--grpc-server", stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert server.stdout is not None
+        port = int(await server.stdout.readline())
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            request = health_pb2.HealthCheckRequest()
+            return await measure("grpc.aio unary call (trivial servicer)", lambda: stub.Check(request))
+    finally:
+        server.terminate()
+        await server.wait()
+
+
+async def _grpc_server() -> None:
+    from grpc_health.v1 import health
+
+    server = grpc.aio.server()
+    health_pb2_grpc.add_HealthServicer_to_server(health.aio.HealthServicer(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    print(port, flush=True)
+    await server.wait_for_termination()
+
+
+async def nats_hops(url: str) -> list[Hop]:
+    requester, responder = await nats.connect(url), await nats.connect(url)
+    subject = f"bench.hops.{uuid.uuid4().hex}"
+
+    async def echo(msg: Msg) -> None:
+        await msg.respond(b"ok")
+
+    await responder.subscribe(subject, cb=echo)
+    await responder.flush()
+    payload = os.urandom(300)
+    hops = [await measure("NATS request/reply", lambda: requester.request(subject, payload, timeout=1))]
+    js = requester.jetstream()
+    stream = f"BENCH_HOPS_{uuid.uuid4().hex[:8]}"
+    await js.add_stream(name=stream, subjects=[f"{subject}.js"])
+    try:
+        hops.append(await measure("JetStream publish + ack", lambda: js.publish(f"{subject}.js", payload)))
+    finally:
+        await js.delete_stream(stream)
+        await requester.close()
+        await responder.close()
+    return hops
+
+
+async def redis_evalsha(url: str) -> Hop:
+    redis = Redis.from_url(url)
+    script = redis.register_script("return redis.call('incr', KEYS[1])")
+    key = f"bench:hops:{uuid.uuid4().hex}"
+    try:
+        return await measure("Redis EVALSHA (redis-py)", lambda: script(keys=[key]))
+    finally:
+        await redis.delete(key)
+        await redis.aclose()
+
+
+async def otel_span() -> Hop:
+    tracer = TracerProvider().get_tracer("bench")
+
+    async def one() -> None:
+        with tracer.start_as_current_span("send x", kind=SpanKind.PRODUCER, attributes={"messaging.system": "nats"}):
+            pass
+
+    return await measure("OpenTelemetry SDK span", one, calls=CALLS * 5)
+
+
+async def run() -> list[Hop]:
+    nats_url = os.environ.get("NATS_URL", "nats://127.0.0.1:4222")
+    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    return [
+        tcp_round_trip(),
+        await grpc_unary(),
+        *await nats_hops(nats_url),
+        await redis_evalsha(redis_url),
+        await otel_span(),
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    global CALLS
+    args = sys.argv[1:] if argv is None else argv
+    if args == ["--grpc-server"]:
+        uvloop.run(_grpc_server())
+        return 0
+    if args[:1] == ["--calls"]:
+        CALLS = int(args[1])
+    speed = python_speed_us()  # the machine's pace right now: on a shared VM it drifts
+    hops = uvloop.run(run())
+    print(f"`sum(range(1000))` takes {speed:.1f} µs here now\n")
+    print("| hop | p50 ms | client CPU ms per call |\n|---|---|---|")
+    for hop in hops:
+        print(f"| {hop.name} | {hop.p50_ms:.3f} | {hop.client_cpu_ms:.3f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
