@@ -101,7 +101,8 @@ async def test_every_candidate_over_its_limit_gives_retry_after_of_the_earliest(
     start, end = await in_one_window(redis, MINUTE_MS, exhaust)
     # Fresh counters, this window only. In the next window this window's count weighs
     # (1 - elapsed/W): "a" (1 of 1) frees a slot only after a whole window, "b" (2 of 2) halfway in.
-    retry_ms = errors[-1].retry_after_s * 1000  # type: ignore[operator]
+    # Redis answers whole milliseconds; seconds * 1000 can land a hair under (65.329 -> 65328.99999...).
+    retry_ms = round(errors[-1].retry_after_s * 1000)  # type: ignore[arg-type, operator]
     earliest_ms = MINUTE_MS + MINUTE_MS // 2
     assert earliest_ms - end % MINUTE_MS <= retry_ms <= earliest_ms - start % MINUTE_MS
 
@@ -131,7 +132,8 @@ async def test_previous_window_weighs_by_its_remaining_overlap(state: RouterStat
     assert 10 * (start % MINUTE_MS) // MINUTE_MS <= granted[-1] <= 10 * (end % MINUTE_MS) // MINUTE_MS
     # The next slot frees once the old share has decayed to 10 - (granted + 1).
     frees_at = MINUTE_MS * (granted[-1] + 1) / 10
-    retry_ms = errors[-1].retry_after_s * 1000  # type: ignore[operator]
+    # Redis answers whole milliseconds; seconds * 1000 can land a hair under (65.329 -> 65328.99999...).
+    retry_ms = round(errors[-1].retry_after_s * 1000)  # type: ignore[arg-type, operator]
     assert frees_at - end % MINUTE_MS - 1 <= retry_ms <= frees_at - start % MINUTE_MS + 1
 
 
