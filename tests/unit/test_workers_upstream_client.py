@@ -1,6 +1,7 @@
 """The workers' upstream client: it keeps no cookies (one client serves every caller of a provider, so
-a cookie set on one caller's response must not travel on the next caller's request), and it merges
-each path with its base URL once."""
+a cookie set on one caller's response must not travel on the next caller's request), merges each path
+with its base URL once, and sends through its transport without httpx's auth and redirect machinery
+(a redirect is answered as it is; a failed request still names its request)."""
 
 from __future__ import annotations
 
@@ -20,8 +21,20 @@ async def upstream() -> AsyncIterator[str]:
         response.set_cookie("__cf_bm", "caller-a-session", path="/")
         return response
 
+    async def moved(request: web.Request) -> web.Response:
+        raise web.HTTPFound("/v1/chat/completions")
+
+    async def lines(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        for n in range(3):
+            await response.write(f"data: {n}\n\n".encode())
+        return response
+
     app = web.Application()
     app.router.add_post("/v1/chat/completions", handler)
+    app.router.add_post("/v1/moved", moved)
+    app.router.add_post("/v1/stream", lines)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -72,3 +85,38 @@ async def test_paths_merge_with_the_base_url_as_httpx_does_and_only_once(
         assert (await client.post("/chat/completions", json={})).status_code == 200
     finally:
         await client.aclose()
+
+
+async def test_a_redirect_is_answered_as_it_is_never_followed(upstream: str) -> None:
+    client = pooled_client(upstream)
+    try:
+        response = await client.post("/moved", json={})
+        assert response.status_code == 302
+        assert response.request.url.path == "/v1/moved"
+        with pytest.raises(ValueError, match="redirects"):
+            await client.post("/moved", json={}, follow_redirects=True)
+        with pytest.raises(ValueError, match="authenticates"):
+            await client.post("/chat/completions", json={}, auth=("user", "secret"))
+    finally:
+        await client.aclose()
+
+
+async def test_a_streamed_answer_arrives_piece_by_piece(upstream: str) -> None:
+    client = pooled_client(upstream)
+    try:
+        async with client.stream("POST", "/stream", json={}) as response:
+            assert not response.is_closed
+            assert [line async for line in response.aiter_lines() if line] == ["data: 0", "data: 1", "data: 2"]
+        assert response.is_closed
+    finally:
+        await client.aclose()
+
+
+async def test_a_failed_request_names_its_request_and_a_closed_client_refuses() -> None:
+    client = pooled_client("http://127.0.0.1:1/v1")  # nothing listens on port 1
+    with pytest.raises(httpx.TransportError) as failed:  # refused: httpx-aiohttp says ConnectTimeout
+        await client.post("/chat/completions", json={})
+    assert failed.value.request.url.path == "/v1/chat/completions"
+    await client.aclose()
+    with pytest.raises(RuntimeError, match="closed"):
+        await client.post("/chat/completions", json={})
