@@ -10,9 +10,15 @@ import os
 import shutil
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
+import nats
 import pytest
+from nats.aio.client import Client as NATS
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from scripts.preflight import DEFAULT_PORTS, reachable
 
@@ -119,3 +125,25 @@ def database_url(postgres_url: str) -> Iterator[str]:
 def unique() -> str:
     """A short unique token for names (deployment ids, subjects) so tests never collide."""
     return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+async def nc(nats_url: str) -> AsyncIterator[NATS]:
+    """A NATS connection of the test's own."""
+    conn = await nats.connect(nats_url)
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture(scope="session")
+def spans() -> Iterator[InMemorySpanExporter]:
+    """Finished spans of this process, through the global tracer provider the services' code uses
+    (installed here if no SDK provider is yet). Shared by the session: filter by trace id or clear."""
+    if not isinstance(trace.get_tracer_provider(), TracerProvider):
+        trace.set_tracer_provider(TracerProvider())
+    provider = trace.get_tracer_provider()
+    assert isinstance(provider, TracerProvider), "another test installed a non-SDK tracer provider"
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield exporter
+    exporter.shutdown()

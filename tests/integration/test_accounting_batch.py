@@ -6,19 +6,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
-import nats
 import pytest
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.js.api import StreamConfig
-from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
@@ -32,27 +27,6 @@ from modelrouter.router.v1 import router_pb2
 from tests.integration.test_accounting_consumer import Lane, migrate, pg_dsn, rows, usage_event, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="session")
-def migrated_url(database_url: str) -> str:
-    migrate(database_url)
-    return database_url
-
-
-@pytest.fixture
-async def nc(nats_url: str) -> AsyncIterator[NATS]:
-    conn = await nats.connect(nats_url)
-    yield conn
-    await conn.close()
-
-
-@pytest.fixture
-async def lane(nc: NATS, unique: str) -> AsyncIterator[Lane]:
-    lane = Lane(nc.jetstream(), unique)
-    await lane.js.add_stream(StreamConfig(name=lane.stream, subjects=[lane.subject], duplicate_window=120))
-    yield lane
-    await lane.js.delete_stream(lane.stream)
 
 
 class Settlements:
@@ -254,21 +228,8 @@ async def test_a_batch_partly_stored_when_postgres_went_away_is_redelivered_and_
     assert await count_rows(migrated_url, unique) == {e.request_id: 1 for e in (a, b, c)}
 
 
-@pytest.fixture(scope="module")
-def span_exporter() -> Iterator[InMemorySpanExporter]:
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        trace.set_tracer_provider(TracerProvider())
-        provider = trace.get_tracer_provider()
-    assert isinstance(provider, TracerProvider), "another test installed a non-SDK tracer provider"
-    exporter = InMemorySpanExporter()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    yield exporter
-    exporter.shutdown()
-
-
 async def test_each_events_consumer_span_is_a_child_of_its_own_traceparent(
-    lane: Lane, nc: NATS, migrated_url: str, unique: str, span_exporter: InMemorySpanExporter
+    lane: Lane, nc: NATS, migrated_url: str, unique: str, spans: InMemorySpanExporter
 ) -> None:
     events, producers = [], []
     for i in range(3):  # three requests, three traces, as the gateway would batch them
@@ -280,7 +241,7 @@ async def test_each_events_consumer_span_is_a_child_of_its_own_traceparent(
         await publish_batch(lane, f"{unique}-batch", [*events, untraced], headers)
     async with consuming(lane, nc, UsageStore(create_engine(migrated_url))):
         await lane.wait_all_settled(1)
-    finished = span_exporter.get_finished_spans()
+    finished = spans.get_finished_spans()
     consumers = {
         s.attributes["messaging.message.id"]: s
         for s in finished

@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -17,14 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import nats
 import pytest
-from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
-from nats.js.api import ConsumerInfo, StreamConfig
-from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from nats.js.api import ConsumerInfo
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
@@ -104,19 +99,6 @@ async def rows(database_url: str, request_ids: list[str]) -> list[asyncpg.Record
         await conn.close()
 
 
-@pytest.fixture(scope="session")
-def migrated_url(database_url: str) -> str:
-    migrate(database_url)
-    return database_url
-
-
-@pytest.fixture
-async def nc(nats_url: str) -> AsyncIterator[NATS]:
-    conn = await nats.connect(nats_url)
-    yield conn
-    await conn.close()
-
-
 class Lane:
     """A private stream + subject + durable for one test (the shared MR_USAGE is never touched)."""
 
@@ -154,15 +136,6 @@ class Lane:
 
         await wait_until(settled, what=f"{count} messages settled on {self.stream}")
         return await self.info()
-
-
-@pytest.fixture
-async def lane(nc: NATS, unique: str) -> AsyncIterator[Lane]:
-    js = nc.jetstream()
-    lane = Lane(js, unique)
-    await js.add_stream(StreamConfig(name=lane.stream, subjects=[lane.subject], duplicate_window=120))
-    yield lane
-    await js.delete_stream(lane.stream)
 
 
 @asynccontextmanager
@@ -376,21 +349,8 @@ async def test_rows_postgres_rejects_are_terminated_without_holding_back_their_b
     assert [r["request_id"] for r in stored] == sorted([good_a.request_id, good_b.request_id])
 
 
-@pytest.fixture(scope="module")
-def span_exporter() -> Iterator[InMemorySpanExporter]:
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        trace.set_tracer_provider(TracerProvider())
-        provider = trace.get_tracer_provider()
-    assert isinstance(provider, TracerProvider), "another test installed a non-SDK tracer provider"
-    exporter = InMemorySpanExporter()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    yield exporter
-    exporter.shutdown()
-
-
 async def test_consumer_span_is_child_of_the_publishers_traceparent(
-    lane: Lane, migrated_url: str, unique: str, span_exporter: InMemorySpanExporter
+    lane: Lane, migrated_url: str, unique: str, spans: InMemorySpanExporter
 ) -> None:
     event = usage_event(f"{unique}-traced")
     async with consuming(lane, migrated_url):
@@ -399,12 +359,12 @@ async def test_consumer_span_is_child_of_the_publishers_traceparent(
         await wait_until(lambda: _count(migrated_url, [event.request_id], 1), what="the traced row")
         await lane.wait_all_settled(1)
     trace_id = publish.get_span_context().trace_id
-    spans = [s for s in span_exporter.get_finished_spans() if s.context.trace_id == trace_id]
-    consumer = [s for s in spans if s.kind is SpanKind.CONSUMER]
+    traced = [s for s in spans.get_finished_spans() if s.context.trace_id == trace_id]
+    consumer = [s for s in traced if s.kind is SpanKind.CONSUMER]
     assert len(consumer) == 1
     assert consumer[0].parent is not None and consumer[0].parent.span_id == publish.get_span_context().span_id
     assert consumer[0].attributes is not None and consumer[0].attributes["messaging.message.id"] == event.request_id
-    inserts = [s for s in spans if s.name == "INSERT usage_records"]
+    inserts = [s for s in traced if s.name == "INSERT usage_records"]
     assert len(inserts) == 1
     assert inserts[0].parent is not None and inserts[0].parent.span_id == consumer[0].context.span_id
     assert inserts[0].kind is SpanKind.CLIENT

@@ -11,39 +11,16 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
-import nats
 import pytest
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.js.api import StreamConfig
 
 from accounting.consumer import UsageConsumer
 from accounting.mapping import row_from_event
 from accounting.store import UsageStore, create_engine
-from tests.integration.test_accounting_consumer import Lane, migrate, pg_dsn, rows, usage_event, wait_until
+from tests.integration.test_accounting_consumer import Lane, pg_dsn, rows, usage_event, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="session")
-def migrated_url(database_url: str) -> str:
-    migrate(database_url)
-    return database_url
-
-
-@pytest.fixture
-async def nc(nats_url: str) -> AsyncIterator[NATS]:
-    conn = await nats.connect(nats_url)
-    yield conn
-    await conn.close()
-
-
-@pytest.fixture
-async def lane(nc: NATS, unique: str) -> AsyncIterator[Lane]:
-    lane = Lane(nc.jetstream(), unique)
-    await lane.js.add_stream(StreamConfig(name=lane.stream, subjects=[lane.subject]))
-    yield lane
-    await lane.js.delete_stream(lane.stream)
 
 
 class RecordingStore(UsageStore):

@@ -10,9 +10,6 @@ from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 from nats.aio.client import Client as NATS
-from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
@@ -374,19 +371,6 @@ async def test_drain_finishes_short_jobs_stops_long_ones_and_takes_no_more(clien
 
 
 # --- tracing --------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def spans() -> Iterator[InMemorySpanExporter]:
-    """Finished spans of this process, through the global tracer provider the worker's code uses."""
-    if not isinstance(trace.get_tracer_provider(), TracerProvider):
-        trace.set_tracer_provider(TracerProvider())
-    provider = trace.get_tracer_provider()
-    assert isinstance(provider, TracerProvider), "another test installed a non-SDK tracer provider"
-    exporter = InMemorySpanExporter()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    yield exporter
-    exporter.shutdown()
 
 
 async def test_the_workers_span_is_a_child_of_the_traceparent_it_received(
