@@ -13,7 +13,8 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind
 
 from common.errors import ModelRouterError, NoHealthyTargetError, NotFoundError, RateLimitError
-from common.telemetry import grpc_metadata
+from common.telemetry import grpc_metadata, traceparent_of
+from gateway.route_streams import RouteStreamPool, StreamEnded
 from modelrouter.router.v1 import router_pb2, router_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -40,19 +41,22 @@ def _retry_after(err: grpc.aio.AioRpcError) -> float | None:
     return None
 
 
-def _to_error(err: grpc.aio.AioRpcError, model: str) -> ModelRouterError:
-    code = err.code()
+_STATUS_CODES = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def _to_error(code: grpc.StatusCode, details: str, retry_after_s: float | None, model: str) -> ModelRouterError:
     if code == grpc.StatusCode.NOT_FOUND:
         return NotFoundError(f"The model `{model}` does not exist or you do not have access to it.")
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-        return RateLimitError(
-            err.details() or f"Rate limit reached for model `{model}`.", retry_after_s=_retry_after(err) or 1.0
-        )
-    details = err.details() or ""
+        return RateLimitError(details or f"Rate limit reached for model `{model}`.", retry_after_s=retry_after_s or 1.0)
     if code == grpc.StatusCode.UNAVAILABLE and details and "connect" not in details.lower():
         return NoHealthyTargetError(details)
-    log.warning("router call failed: %s %s", code, err.details())
+    log.warning("router call failed: %s %s", code, details)
     return NoHealthyTargetError("The router is unavailable.", code="router_unavailable")
+
+
+def _call_error(err: grpc.aio.AioRpcError, model: str) -> ModelRouterError:
+    return _to_error(err.code(), err.details() or "", _retry_after(err), model)
 
 
 class RouterClient:
@@ -68,6 +72,7 @@ class RouterClient:
             ],
         )
         self._stub = router_pb2_grpc.RouterStub(self._channel)
+        self._streams = RouteStreamPool(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
         self._background: set[asyncio.Task[None]] = set()
 
@@ -77,11 +82,20 @@ class RouterClient:
         request = router_pb2.RouteRequest(
             model=model, key_id=key_id, estimated_tokens=estimated_tokens, exclude_deployments=exclude
         )
-        try:
-            with _client_span("Route"):
-                return await self._stub.Route(request, timeout=ROUTE_TIMEOUT_S, metadata=grpc_metadata())
-        except grpc.aio.AioRpcError as err:
-            raise _to_error(err, model) from None
+        with _client_span("Route") as span:
+            try:
+                answer = await self._streams.route(request, traceparent_of(span), ROUTE_TIMEOUT_S)
+            except StreamEnded as ended:
+                if ended.error is not None:
+                    raise _call_error(ended.error, model) from None
+                raise _to_error(grpc.StatusCode.UNAVAILABLE, "", None, model) from None
+            except TimeoutError:
+                raise _to_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded", None, model) from None
+        if answer.HasField("error"):
+            error = answer.error
+            code = _STATUS_CODES.get(error.grpc_code, grpc.StatusCode.UNKNOWN)
+            raise _to_error(code, error.message, error.retry_after_s or None, model)
+        return answer.route
 
     async def list_models(self) -> list[router_pb2.Model]:
         try:
@@ -90,7 +104,7 @@ class RouterClient:
                     router_pb2.ListModelsRequest(), timeout=ROUTE_TIMEOUT_S, metadata=grpc_metadata()
                 )
         except grpc.aio.AioRpcError as err:
-            raise _to_error(err, "") from None
+            raise _call_error(err, "") from None
         return list(response.models)
 
     def report(self, deployment_id: str, success: bool, status_code: int = 0, retry_after_s: float = 0) -> None:
@@ -129,4 +143,5 @@ class RouterClient:
     async def close(self) -> None:
         if self._background:
             await asyncio.wait(self._background, timeout=ROUTE_TIMEOUT_S)
+        await self._streams.close()
         await self._channel.close()

@@ -31,12 +31,22 @@ _Resp = TypeVar("_Resp")
 _Method = Callable[[_Self, _Req, grpc.aio.ServicerContext], Awaitable[_Resp]]
 
 
+def retry_after_whole_s(error: ModelRouterError) -> int | None:
+    """Whole seconds, rounded up and at least 1, so a client never retries early."""
+    return None if error.retry_after_s is None else max(1, math.ceil(error.retry_after_s))
+
+
 def grpc_status(error: ModelRouterError) -> tuple[grpc.StatusCode, str, tuple[tuple[str, str], ...]]:
-    """``retry-after`` is whole seconds, rounded up and at least 1, so a client never retries early."""
-    trailing: tuple[tuple[str, str], ...] = ()
-    if error.retry_after_s is not None:
-        trailing = ((RETRY_AFTER_METADATA, str(max(1, math.ceil(error.retry_after_s)))),)
+    retry_after = retry_after_whole_s(error)
+    trailing = () if retry_after is None else ((RETRY_AFTER_METADATA, str(retry_after)),)
     return error.grpc_code, error.message, trailing
+
+
+def route_error(error: ModelRouterError) -> router_pb2.RouteError:
+    """The status Route would have ended with, as a RouteStream answer."""
+    return router_pb2.RouteError(
+        grpc_code=error.grpc_code.value[0], message=error.message, retry_after_s=retry_after_whole_s(error) or 0
+    )
 
 
 def aborts_on_error(method: _Method[_Self, _Req, _Resp]) -> _Method[_Self, _Req, _Resp]:

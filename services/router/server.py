@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 import grpc.aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -17,6 +19,7 @@ class RouterServer:
     """Binds at construction (so ``port`` is known, even for ``host:0``); serves after ``start``."""
 
     def __init__(self, servicer: RouterServicer, listen: str, tracer_provider: TracerProvider | None = None) -> None:
+        self._servicer = servicer
         self._health = health_aio.HealthServicer()
         if tracer_provider is not None:
             servicer.tracer = tracer_provider.get_tracer("modelrouter.router")
@@ -36,6 +39,11 @@ class RouterServer:
             await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
 
     async def stop(self, grace_s: float) -> None:
-        """NOT_SERVING for health watchers, refuse new calls, let in-flight ones finish for ``grace_s``."""
+        """NOT_SERVING for health watchers, refuse new calls, let in-flight ones finish for ``grace_s``.
+        RouteStreams never finish on their own: they end as soon as their answers are out, and their
+        callers move to another replica."""
         await self._health.enter_graceful_shutdown()
-        await self._server.stop(grace_s)
+        stopping = asyncio.ensure_future(self._server.stop(grace_s))
+        await asyncio.sleep(0)  # stop() refuses new calls first thing; only then end the streams
+        await self._servicer.streams.close()
+        await stopping

@@ -11,6 +11,7 @@ from opentelemetry import trace
 from common.errors import NotFoundError
 from modelrouter.router.v1 import router_pb2, router_pb2_grpc
 from router.grpc_errors import aborts_on_error
+from router.route_stream import RouteStreams, StreamContext
 from router.selection import RoutingTable
 from router.state import RouterState
 
@@ -28,11 +29,18 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
         self._catalogs = catalogs
         # The global provider's tracer unless the server is given another one (tests).
         self.tracer = trace.get_tracer("modelrouter.router")
+        self.streams = RouteStreams(self._route, lambda: self.tracer)
 
     @aborts_on_error
     async def Route(
         self, request: router_pb2.RouteRequest, context: grpc.aio.ServicerContext
     ) -> router_pb2.RouteResponse:
+        return await self._route(request)
+
+    async def RouteStream(self, request_iterator: object, context: StreamContext) -> None:
+        await self.streams.serve(context)
+
+    async def _route(self, request: router_pb2.RouteRequest) -> router_pb2.RouteResponse:
         candidates = self._catalog.candidates(request.model, request.exclude_deployments)
         pick = await self._state.pick(request.model, candidates, request.estimated_tokens)
         response = router_pb2.RouteResponse()

@@ -1,0 +1,139 @@
+"""The gateway's Route calls, sent over a few long-lived RouteStreams (``router.route_stream``).
+
+A stream message costs about half a grpc.aio unary call, on both sides. Each request gets an id on
+its stream; one reader task per stream hands every answer to the request waiting for it.
+
+Streams are opened on the first request and replaced when they end. A stream is retired after
+``max_age_s`` (half-closed: what it carries is still answered) so that router replicas added later
+get their share: the channel's round_robin balancer places each new stream on the next replica.
+A request the router never read (its stream ended first) is sent once more on a fresh stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+import grpc
+import grpc.aio
+
+from modelrouter.router.v1 import router_pb2, router_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+STREAMS = 4
+MAX_AGE_S = 60.0
+
+
+class StreamEnded(Exception):
+    """The stream ended before answering; ``error`` says why when it broke rather than retired."""
+
+    def __init__(self, error: grpc.aio.AioRpcError | None = None) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+class _Stream:
+    __slots__ = ("_call", "_next_id", "_pending", "_writing", "born", "open", "reader")
+
+    def __init__(self, stub: router_pb2_grpc.RouterStub) -> None:
+        self._call = stub.RouteStream()
+        self._pending: dict[int, asyncio.Future[router_pb2.RouteStreamResponse]] = {}
+        self._writing = asyncio.Lock()  # grpc.aio allows one write in flight per call
+        self._next_id = 0
+        self.born = time.monotonic()
+        self.open = True  # takes new requests
+        self.reader = asyncio.create_task(self._read())
+
+    async def ask(
+        self, route: router_pb2.RouteRequest, traceparent: str, timeout_s: float
+    ) -> router_pb2.RouteStreamResponse:
+        """The router's answer; raises StreamEnded (nothing was decided: send it again elsewhere)
+        or TimeoutError."""
+        self._next_id += 1
+        request_id = self._next_id
+        answer = self._pending[request_id] = asyncio.get_running_loop().create_future()
+        try:
+            async with self._writing:
+                await self._call.write(
+                    router_pb2.RouteStreamRequest(id=request_id, route=route, traceparent=traceparent)
+                )
+            async with asyncio.timeout(timeout_s):
+                return await answer
+        except (grpc.aio.AioRpcError, grpc.aio.UsageError, grpc.aio.InternalError) as exc:
+            # The write failed: the stream is over (or half-closed), and the router never saw this.
+            self.open = False
+            raise StreamEnded(exc if isinstance(exc, grpc.aio.AioRpcError) else None) from None
+        finally:
+            self._pending.pop(request_id, None)
+
+    async def _read(self) -> None:
+        error: grpc.aio.AioRpcError | None = None
+        try:
+            while (answer := await self._call.read()) is not grpc.aio.EOF:
+                assert isinstance(answer, router_pb2.RouteStreamResponse)
+                waiting = self._pending.pop(answer.id, None)
+                if waiting is not None and not waiting.done():
+                    waiting.set_result(answer)
+        except grpc.aio.AioRpcError as exc:
+            error = exc
+            if exc.code() != grpc.StatusCode.CANCELLED:
+                log.info("route stream ended: %s %s", exc.code(), exc.details())
+        finally:
+            self.open = False
+            for waiting in self._pending.values():
+                if not waiting.done():
+                    waiting.set_exception(StreamEnded(error))
+            self._pending.clear()
+
+    async def retire(self) -> None:
+        """Half-close: the router answers what it has and ends the call; the reader then finishes."""
+        self.open = False
+        async with self._writing:
+            with contextlib.suppress(grpc.aio.AioRpcError, grpc.aio.UsageError, grpc.aio.InternalError):
+                await self._call.done_writing()  # (unless it is already over)
+        await self.reader
+
+
+class RouteStreamPool:
+    def __init__(self, channel: grpc.aio.Channel, streams: int = STREAMS, max_age_s: float = MAX_AGE_S) -> None:
+        self._stub = router_pb2_grpc.RouterStub(channel)
+        self._slots: list[_Stream | None] = [None] * streams
+        self._turn = 0
+        self._max_age_s = max_age_s
+        self._retiring: set[asyncio.Task[None]] = set()
+
+    async def route(
+        self, request: router_pb2.RouteRequest, traceparent: str, timeout_s: float
+    ) -> router_pb2.RouteStreamResponse:
+        """Raises StreamEnded when two streams in a row ended before answering, TimeoutError when
+        the router took longer than ``timeout_s``."""
+        try:
+            return await self._stream().ask(request, traceparent, timeout_s)
+        except StreamEnded:
+            return await self._stream().ask(request, traceparent, timeout_s)
+
+    def _stream(self) -> _Stream:
+        self._turn = (self._turn + 1) % len(self._slots)
+        stream = self._slots[self._turn]
+        if stream is not None and stream.open and time.monotonic() - stream.born > self._max_age_s:
+            self._retire(stream)
+        if stream is None or not stream.open:
+            stream = self._slots[self._turn] = _Stream(self._stub)
+        return stream
+
+    def _retire(self, stream: _Stream) -> None:
+        task = asyncio.create_task(stream.retire())
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+
+    async def close(self) -> None:
+        """Retire every stream, letting the answers they owe arrive."""
+        for stream in self._slots:
+            if stream is not None and stream.open:
+                self._retire(stream)
+        self._slots = [None] * len(self._slots)
+        if self._retiring:
+            await asyncio.wait(self._retiring)
