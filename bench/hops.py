@@ -4,9 +4,9 @@ stands on; ``docs/performance.md`` reads the bench against it).
     python -m bench.hops [--calls N]    # about 20 s; prints a table, p50 wall and client CPU per call
 
 Hops: a cross-process TCP round trip (the kernel's share of every hop), a grpc.aio unary call to a
-trivial servicer (another process), a core NATS request/reply, a JetStream publish with its ack, a
-Redis EVALSHA through redis-py, and one OpenTelemetry SDK span. Uses the NATS and Redis of
-``NATS_URL``/``REDIS_URL`` (defaults: the local ones).
+trivial servicer (another process) and a message each way on an open gRPC stream, a core NATS
+request/reply, a JetStream publish with its ack, a Redis EVALSHA through redis-py, and one
+OpenTelemetry SDK span. Uses the NATS and Redis of ``NATS_URL``/``REDIS_URL`` (defaults: the local ones).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import statistics
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import grpc
@@ -86,7 +86,15 @@ def tcp_round_trip() -> Hop:
     return hop
 
 
-async def grpc_unary() -> Hop:
+_ECHO = "/bench.Hops/Echo"
+
+
+def _same(message: bytes) -> bytes:
+    return message
+
+
+async def grpc_hops() -> list[Hop]:
+    """A unary call, and one message each way on an open bidirectional stream (the router's RouteStream)."""
     server = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bench.hops", "--grpc-server", stdout=asyncio.subprocess.PIPE
     )
@@ -96,10 +104,32 @@ async def grpc_unary() -> Hop:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             request = health_pb2.HealthCheckRequest()
-            return await measure("grpc.aio unary call (trivial servicer)", lambda: stub.Check(request))
+            unary = await measure("grpc.aio unary call (trivial servicer)", lambda: stub.Check(request))
+            stream = channel.stream_stream(_ECHO, _same, _same)()
+            payload = os.urandom(100)
+
+            async def ping_pong() -> object:
+                await stream.write(payload)
+                return await stream.read()
+
+            streamed = await measure("grpc.aio stream message and answer", ping_pong)
+            await stream.done_writing()
+            return [unary, streamed]
     finally:
         server.terminate()
         await server.wait()
+
+
+class _Echo(grpc.GenericRpcHandler):
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        if handler_call_details.method != _ECHO:
+            return None
+
+        async def echo(messages: AsyncIterator[bytes], context: object) -> AsyncIterator[bytes]:
+            async for message in messages:
+                yield message
+
+        return grpc.stream_stream_rpc_method_handler(echo, _same, _same)
 
 
 async def _grpc_server() -> None:
@@ -107,6 +137,7 @@ async def _grpc_server() -> None:
 
     server = grpc.aio.server()
     health_pb2_grpc.add_HealthServicer_to_server(health.aio.HealthServicer(), server)
+    server.add_generic_rpc_handlers((_Echo(),))
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     print(port, flush=True)
@@ -162,7 +193,7 @@ async def run() -> list[Hop]:
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     return [
         tcp_round_trip(),
-        await grpc_unary(),
+        *await grpc_hops(),
         *await nats_hops(nats_url),
         await redis_evalsha(redis_url),
         await otel_span(),

@@ -14,6 +14,7 @@ pytestmark = pytest.mark.bench
 HOPS = (
     "TCP round trip to another process",
     "grpc.aio unary call (trivial servicer)",
+    "grpc.aio stream message and answer",
     "NATS request/reply",
     "JetStream publish + ack",
     "Redis EVALSHA (redis-py)",
