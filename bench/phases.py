@@ -175,10 +175,13 @@ def leak_phase(target: Target, plan: Plan, on_progress: Callable[[int], None] | 
     snapshots: list[dict[str, float]] = []
     marks: list[int] = []
     for goal in (plan.leak_first, plan.leak_total):
-        while served < goal and (not marks or time.monotonic() < deadline):
+        # At least one burst before each snapshot: one burst of a fast target can pass both goals.
+        bursts = 0
+        while bursts == 0 or (served < goal and (not marks or time.monotonic() < deadline)):
             seconds = max(1, min(5, round((goal - served) / rate)))
             burst = run_wrk(target.url, target.body_files[stream], target.key, plan.leak_concurrency, seconds)
             served += burst.requests
+            bursts += 1
             errors += burst.errors
             rate = max(burst.rps, 1.0)
             stream = not stream
