@@ -350,7 +350,11 @@ class Dispatcher:
             self._finish(call, ledger)
 
     def _finish(self, call: Call, ledger: Ledger) -> None:
-        now = time.perf_counter()
+        """Account for the request. The event is built and published on the loop's next turn: a
+        non-streamed answer is then already written to the client, not waiting behind it."""
+        asyncio.get_running_loop().call_soon(self._account, call, ledger, time.perf_counter())
+
+    def _account(self, call: Call, ledger: Ledger, now: float) -> None:
         event = events_pb2.UsageEvent(
             request_id=call.request_id,
             key_id=call.key_id,
