@@ -1,6 +1,7 @@
 """The gateway's dispatcher against a real worker over NATS: a client that leaves, or a stream that
 stalls, stops the worker's upstream call even when the worker never sent ``accepted`` (a job's first
-chunk names its worker) or had not sent it yet (``accepted`` waits for the worker's accept delay)."""
+chunk names its worker) or had not sent it yet (``accepted`` waits for the worker's accept delay).
+And a whole answer is returned before its usage event is built."""
 
 from __future__ import annotations
 
@@ -194,4 +195,20 @@ async def test_a_stalled_stream_stops_a_worker_that_never_sent_accepted(
     await upstream.wait_until(lambda u: u.hangups == 1)
     event = await asyncio.wait_for(usage.events.get(), 5)
     assert event.status == events_pb2.REQUEST_STATUS_ERROR and event.error_type == "timeout"
+    await dispatcher.drain(1)
+
+
+async def test_a_whole_answer_is_returned_before_its_usage_event_is_built(
+    gateway_nc: NATS, hub: ReplyHub, worker: InProcessWorker, upstream: UpstreamServer
+) -> None:
+    """Accounting stays off the client's critical path: the event follows on the loop's next turn."""
+    usage = _Usage()
+    dispatcher = dispatcher_for(gateway_nc, hub, usage, worker, upstream)
+    body = await dispatcher.complete(call(stream=False))
+    assert orjson.loads(body)["choices"][0]["message"]["content"]
+    assert usage.events.empty()
+    await asyncio.sleep(0)
+    event = usage.events.get_nowait()
+    assert event.status == events_pb2.REQUEST_STATUS_SUCCESS and event.http_status == 200
+    assert event.usage.total_tokens > 0
     await dispatcher.drain(1)
