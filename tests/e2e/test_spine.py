@@ -279,7 +279,14 @@ async def test_one_trace_spans_all_four_services(running_stack: RunningStack) ->
     async def spans() -> list[Any]:
         return running_stack.otlp.trace(trace_id)
 
-    found = await eventually(spans, lambda s: services <= {x.service for x in s}, timeout=20)
+    def complete(found: list[Any]) -> bool:
+        """Every service reported, and the spans accounting points at are in: each process exports
+        its spans in its own batches, so a parent can arrive after its child."""
+        ids = {x.span_id for x in found}
+        consumers = [x for x in found if x.service == "modelrouter-accounting" and x.kind == 5]
+        return services <= {x.service for x in found} and all(x.parent_span_id in ids for x in consumers)
+
+    found = await eventually(spans, complete, timeout=20)
     assert services <= {s.service for s in found}, {s.service for s in found}
     by_id = {s.span_id: s for s in found}
 
