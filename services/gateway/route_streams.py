@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 STREAMS = 4
 MAX_AGE_S = 60.0
+# How long closing waits for the answers its streams still owe (a stuck router owes them forever).
+CLOSE_WAIT_S = 2.0
 
 
 class StreamEnded(Exception):
@@ -89,12 +91,17 @@ class _Stream:
             self._pending.clear()
 
     async def retire(self) -> None:
-        """Half-close: the router answers what it has and ends the call; the reader then finishes."""
+        """Half-close: the router answers what it has and ends the call; the reader then finishes.
+        Cancelled (nobody waits any longer), it ends the call at once."""
         self.open = False
-        async with self._writing:
-            with contextlib.suppress(grpc.aio.AioRpcError, grpc.aio.UsageError, grpc.aio.InternalError):
-                await self._call.done_writing()  # (unless it is already over)
-        await self.reader
+        try:
+            async with self._writing:
+                with contextlib.suppress(grpc.aio.AioRpcError, grpc.aio.UsageError, grpc.aio.InternalError):
+                    await self._call.done_writing()  # (unless it is already over)
+            await self.reader
+        except asyncio.CancelledError:
+            self._call.cancel()
+            raise
 
 
 class RouteStreamPool:
@@ -109,11 +116,18 @@ class RouteStreamPool:
         self, request: router_pb2.RouteRequest, traceparent: str, timeout_s: float
     ) -> router_pb2.RouteStreamResponse:
         """Raises StreamEnded when two streams in a row ended before answering, TimeoutError when
-        the router took longer than ``timeout_s``."""
+        the router took longer than ``timeout_s`` (that stream is then retired: the next request
+        goes on a fresh one rather than behind a stuck router or a dead connection)."""
+        stream = self._stream()
         try:
-            return await self._stream().ask(request, traceparent, timeout_s)
+            return await stream.ask(request, traceparent, timeout_s)
         except StreamEnded:
-            return await self._stream().ask(request, traceparent, timeout_s)
+            stream = self._stream()
+            return await stream.ask(request, traceparent, timeout_s)
+        except TimeoutError:
+            if stream.open:
+                self._retire(stream)
+            raise
 
     def _stream(self) -> _Stream:
         self._turn = (self._turn + 1) % len(self._slots)
@@ -125,15 +139,20 @@ class RouteStreamPool:
         return stream
 
     def _retire(self, stream: _Stream) -> None:
+        stream.open = False  # now, not when the task starts: no request may pick it meanwhile
         task = asyncio.create_task(stream.retire())
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
 
     async def close(self) -> None:
-        """Retire every stream, letting the answers they owe arrive."""
+        """Retire every stream, letting the answers they owe arrive for up to ``CLOSE_WAIT_S``."""
         for stream in self._slots:
             if stream is not None and stream.open:
                 self._retire(stream)
         self._slots = [None] * len(self._slots)
         if self._retiring:
-            await asyncio.wait(self._retiring)
+            _, stuck = await asyncio.wait(self._retiring, timeout=CLOSE_WAIT_S)
+            for task in stuck:
+                task.cancel()
+            if stuck:
+                await asyncio.wait(stuck)

@@ -267,3 +267,37 @@ async def test_a_router_that_never_answers_ends_in_stream_ended(unique: str) -> 
     finally:
         await pool.close()
         await channel.close()
+
+
+class FirstStreamHangs(RouterServicer):
+    """The first RouteStream reads requests and never answers, nor ends; later ones work."""
+
+    hung = 0
+
+    async def RouteStream(self, request_iterator: object, context: StreamContext) -> None:
+        if not FirstStreamHangs.hung:
+            FirstStreamHangs.hung += 1
+            while await context.read() is not grpc.aio.EOF:
+                pass  # read, never answered: a stuck router
+            await asyncio.Event().wait()
+        await super().RouteStream(request_iterator, context)
+
+
+async def test_a_stream_that_timed_out_is_replaced_for_the_next_request(
+    servers: list[RouterServer], redis_url: str, unique: str
+) -> None:
+    server = await start_router(redis_url, unique, servicer_class=FirstStreamHangs)
+    servers.append(server)
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
+    pool = RouteStreamPool(channel, streams=1)
+    request = router_pb2.RouteRequest(model=f"chat-{unique}")
+    try:
+        with pytest.raises(TimeoutError):
+            await pool.route(request, "", 0.3)
+        answer = await pool.route(request, "", 5)
+        assert answer.route.target.deployment_id == f"{unique}-main"
+    finally:
+        started = time.perf_counter()
+        await pool.close()  # the stuck stream never ends by itself: closing gives up on it
+        assert time.perf_counter() - started < 5
+        await channel.close()
