@@ -1,6 +1,7 @@
 """A client that gives up before the worker has even said it took the job (workers send ``accepted``
 only after a short delay, so the gateway does not know the worker yet): the worker's upstream call is
-still cancelled, and the request is accounted as cancelled with the usage counted so far."""
+still cancelled, and the request is accounted as cancelled with the usage counted so far. The same
+for a streamed request whose client leaves before the first token."""
 
 from __future__ import annotations
 
@@ -31,36 +32,42 @@ def stalling_upstream(openai_upstream: UpstreamServer) -> Iterator[UpstreamServe
     openai_upstream.reset()
 
 
-async def cancelled_rows(stack: RunningStack, since: float) -> list[Any]:
+async def cancelled_rows(stack: RunningStack, since: float, stream: bool) -> list[Any]:
     conn = await asyncpg.connect(stack.database_url.replace("postgresql+asyncpg://", "postgresql://"))
     try:
         return list(
             await conn.fetch(
                 "SELECT * FROM usage_records WHERE deployment_id = $1 AND status = 'cancelled'"
-                " AND started_at >= to_timestamp($2)",
+                " AND started_at >= to_timestamp($2) AND stream = $3",
                 stack.deployment("oai"),
                 since,
+                stream,
             )
         )
     finally:
         await conn.close()
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
 async def test_a_client_gone_before_accepted_cancels_the_upstream_call(
-    running_stack: RunningStack, stalling_upstream: UpstreamServer
+    running_stack: RunningStack, stalling_upstream: UpstreamServer, stream: bool
 ) -> None:
     since = time.time() - 1
     async with httpx.AsyncClient(timeout=httpx.Timeout(5, read=CLIENT_PATIENCE_S)) as http:
         with pytest.raises(httpx.ReadTimeout):  # the client hangs up here, before any answer
             await http.post(
                 f"{running_stack.base_url}/v1/chat/completions",
-                json={"model": "oai", "messages": [{"role": "user", "content": "Are you still there?"}]},
+                json={
+                    "model": "oai",
+                    "messages": [{"role": "user", "content": "Are you still there?"}],
+                    "stream": stream,
+                },
                 headers={"Authorization": f"Bearer {KEY}"},
             )
 
     deadline = time.monotonic() + 15
     while True:
-        rows = await cancelled_rows(running_stack, since)
+        rows = await cancelled_rows(running_stack, since, stream)
         if rows or time.monotonic() > deadline:
             break
         await asyncio.sleep(0.1)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import Any, Protocol
+from collections.abc import Coroutine
+from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel
 from starlette.requests import Request
@@ -19,6 +20,14 @@ from modelrouter.events.v1 import events_pb2
 
 # Rough prompt-size estimate for token-per-minute limits: ~4 bytes of JSON per token.
 BYTES_PER_TOKEN = 4
+
+
+def nobody_listening() -> Response:
+    """What a request whose client left gets (accounted as cancelled): 499, nginx's "client closed"."""
+    return Response(status_code=499)
+
+
+T = TypeVar("T")
 
 
 class _Routable(Protocol):
@@ -74,9 +83,10 @@ async def _client_gone(request: Request) -> None:
         pass
 
 
-async def complete_unless_disconnected(request: Request, dispatcher: Dispatcher, call: Call) -> bytes | None:
-    """The response body, or None when the client hung up first: the dispatch is then cancelled,
-    which cancels the upstream call. (The dispatch runs in this task; only the watch is a task.)"""
+async def unless_disconnected(request: Request, work: Coroutine[Any, Any, T]) -> T | None:
+    """``work``'s result, or None when the client hung up first: ``work`` is then cancelled, which
+    cancels the upstream call and accounts the request as cancelled. (``work`` runs in this task;
+    only the watch is a task.)"""
     this = asyncio.current_task()
     assert this is not None
     state = {"finished": False, "gone": False}
@@ -89,7 +99,7 @@ async def complete_unless_disconnected(request: Request, dispatcher: Dispatcher,
 
     watcher = asyncio.ensure_future(watch())
     try:
-        return await dispatcher.complete(call)
+        return await work
     except asyncio.CancelledError:
         if not state["gone"]:
             raise
@@ -102,10 +112,10 @@ async def complete_unless_disconnected(request: Request, dispatcher: Dispatcher,
 
 async def answer(request: Request, dispatcher: Dispatcher, call: Call) -> Response:
     headers = {"x-request-id": call.request_id}
+    # Before the first byte (routing, failover, a slow first token) a client that leaves is noticed
+    # at once, not when the answer comes; a stream's own response watches it from then on.
     if call.stream:
-        frames = await dispatcher.open_stream(call)
-        return EventStreamResponse(frames, headers)
-    body = await complete_unless_disconnected(request, dispatcher, call)
-    if body is None:
-        return Response(status_code=499)  # nobody is listening; accounted as cancelled
-    return RawJSONResponse(body, headers=headers)
+        frames = await unless_disconnected(request, dispatcher.open_stream(call))
+        return nobody_listening() if frames is None else EventStreamResponse(frames, headers)
+    body = await unless_disconnected(request, dispatcher.complete(call))
+    return nobody_listening() if body is None else RawJSONResponse(body, headers=headers)

@@ -19,7 +19,7 @@ from gateway.anthropic.stream import AnthropicStreamEncoder
 from gateway.deps import gateway_of, read_body
 from gateway.dispatch import Call
 from gateway.responses import EventStreamResponse, RawJSONResponse
-from gateway.routes.answer import BYTES_PER_TOKEN, complete_unless_disconnected, new_request_id
+from gateway.routes.answer import BYTES_PER_TOKEN, new_request_id, nobody_listening, unless_disconnected
 from modelrouter.events.v1 import events_pb2
 
 ENDPOINT = "/v1/messages"
@@ -47,11 +47,11 @@ async def create_message(request: Request) -> Response:
         headers = {"request-id": request_id, "x-request-id": request_id}
         if call.stream:
             encoder = AnthropicStreamEncoder(message_id=request_id, model=parsed.model)
-            frames = await gateway.dispatcher.open_stream(call, encoder)
-            return EventStreamResponse(frames, headers)
-        completion = await complete_unless_disconnected(request, gateway.dispatcher, call)
+            frames = await unless_disconnected(request, gateway.dispatcher.open_stream(call, encoder))
+            return nobody_listening() if frames is None else EventStreamResponse(frames, headers)
+        completion = await unless_disconnected(request, gateway.dispatcher.complete(call))
         if completion is None:
-            return Response(status_code=499)  # nobody is listening; accounted as cancelled
+            return nobody_listening()
         message = to_anthropic_message(completion, message_id=request_id, model=parsed.model)
         return RawJSONResponse(message, headers=headers)
     except ModelRouterError as exc:
