@@ -84,16 +84,6 @@ def catalog(unique: str) -> Iterator[CatalogServer]:
     server.stop()
 
 
-@pytest.fixture
-async def redis(redis_url: str, unique: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    keys = [key async for key in client.scan_iter(match=f"mr:test:{unique}:*")]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
-
-
 StartRouter = Callable[..., Awaitable[Running]]
 
 

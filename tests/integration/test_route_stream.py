@@ -12,6 +12,7 @@ import grpc
 import grpc.aio
 import pytest
 from opentelemetry.trace import SpanKind
+from redis.asyncio import Redis
 
 from common.config import parse_config
 from common.errors import NoHealthyTargetError, NotFoundError, RateLimitError
@@ -154,12 +155,10 @@ async def test_streams_past_their_age_are_retired_and_replaced_without_losing_a_
 
 
 async def start_router(
-    redis_url: str, unique: str, port: int = 0, servicer_class: type[RouterServicer] = RouterServicer
+    redis: Redis, unique: str, port: int = 0, servicer_class: type[RouterServicer] = RouterServicer
 ) -> RouterServer:
-    from redis.asyncio import Redis
-
     config = parse_config(config_yaml(unique))
-    state = RouterState(Redis.from_url(redis_url), config.health, key_prefix=f"mr:test:{unique}:")
+    state = RouterState(redis, config.health, key_prefix=f"mr:test:{unique}:")
     await state.load_scripts()
     server = RouterServer(servicer_class(Catalog.from_config(config), state), f"127.0.0.1:{port}")
     await server.start()
@@ -174,8 +173,8 @@ async def servers() -> AsyncIterator[list[RouterServer]]:
         await server.stop(0)
 
 
-async def test_the_client_survives_a_router_restart(servers: list[RouterServer], redis_url: str, unique: str) -> None:
-    first = await start_router(redis_url, unique)
+async def test_the_client_survives_a_router_restart(servers: list[RouterServer], redis: Redis, unique: str) -> None:
+    first = await start_router(redis, unique)
     servers.append(first)
     client = RouterClient(f"127.0.0.1:{first.port}")
     try:
@@ -184,7 +183,7 @@ async def test_the_client_survives_a_router_restart(servers: list[RouterServer],
         with pytest.raises(NoHealthyTargetError) as down:
             await client.route(f"chat-{unique}", "k", 5, [])
         assert down.value.code == "router_unavailable"
-        servers.append(await start_router(redis_url, unique, port=first.port))
+        servers.append(await start_router(redis, unique, port=first.port))
 
         async def routed() -> str:
             return (await client.route(f"chat-{unique}", "k", 5, [])).target.deployment_id
@@ -215,9 +214,9 @@ class SlowServicer(RouterServicer):
 
 
 async def test_requests_in_flight_when_the_router_stops_are_answered(
-    servers: list[RouterServer], redis_url: str, unique: str
+    servers: list[RouterServer], redis: Redis, unique: str
 ) -> None:
-    server = await start_router(redis_url, unique, servicer_class=SlowServicer)
+    server = await start_router(redis, unique, servicer_class=SlowServicer)
     servers.append(server)
     client = RouterClient(f"127.0.0.1:{server.port}")
     try:
@@ -242,9 +241,9 @@ class FirstStreamBreaks(RouterServicer):
 
 
 async def test_a_request_its_stream_dropped_unread_is_sent_again_on_a_new_stream(
-    servers: list[RouterServer], redis_url: str, unique: str
+    servers: list[RouterServer], redis: Redis, unique: str
 ) -> None:
-    server = await start_router(redis_url, unique, servicer_class=FirstStreamBreaks)
+    server = await start_router(redis, unique, servicer_class=FirstStreamBreaks)
     servers.append(server)
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
     pool = RouteStreamPool(channel, streams=1)
@@ -257,7 +256,7 @@ async def test_a_request_its_stream_dropped_unread_is_sent_again_on_a_new_stream
         await channel.close()
 
 
-async def test_a_router_that_never_answers_ends_in_stream_ended(unique: str) -> None:
+async def test_a_router_that_never_answers_ends_in_stream_ended() -> None:
     channel = grpc.aio.insecure_channel("127.0.0.1:1")  # nothing listens
     pool = RouteStreamPool(channel, streams=1)
     try:
@@ -284,9 +283,9 @@ class FirstStreamHangs(RouterServicer):
 
 
 async def test_a_stream_that_timed_out_is_replaced_for_the_next_request(
-    servers: list[RouterServer], redis_url: str, unique: str
+    servers: list[RouterServer], redis: Redis, unique: str
 ) -> None:
-    server = await start_router(redis_url, unique, servicer_class=FirstStreamHangs)
+    server = await start_router(redis, unique, servicer_class=FirstStreamHangs)
     servers.append(server)
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
     pool = RouteStreamPool(channel, streams=1)
