@@ -21,6 +21,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from scripts.preflight import DEFAULT_PORTS, reachable
+from tests.contract.server import UpstreamServer
+from tests.contract.upstreams.openai import WIRE as OPENAI_WIRE
 
 _URL_ENV = {"redis": "REDIS_URL", "nats": "NATS_URL", "postgres": "DATABASE_URL"}
 _DEFAULTS = {
@@ -147,3 +149,20 @@ def spans() -> Iterator[InMemorySpanExporter]:
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     yield exporter
     exporter.shutdown()
+
+
+@pytest.fixture(scope="session")
+def openai_wire_server() -> Iterator[UpstreamServer]:
+    """One fake upstream speaking OpenAI's wire format, for every test that calls the openai adapter
+    directly (the e2e stack has its own)."""
+    with UpstreamServer(OPENAI_WIRE) as server:
+        yield server
+
+
+@pytest.fixture
+def openai_wire(openai_wire_server: UpstreamServer) -> Iterator[UpstreamServer]:
+    """That upstream answering normally, and left so for the next test (a held stream let go)."""
+    openai_wire_server.reset()
+    yield openai_wire_server
+    openai_wire_server.release()
+    openai_wire_server.reset()

@@ -39,10 +39,8 @@ from workers.providers import REGISTRY
 
 @pytest.fixture(scope="session", params=NETWORK_PROVIDERS)
 def provider_server(request: pytest.FixtureRequest) -> Iterator[tuple[str, UpstreamServer]]:
-    server = UpstreamServer(wire_of(request.param))
-    server.start()
-    yield request.param, server
-    server.stop()
+    with UpstreamServer(wire_of(request.param)) as server:
+        yield request.param, server
 
 
 @pytest.fixture

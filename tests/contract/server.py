@@ -172,6 +172,13 @@ class UpstreamServer:
         self._server.should_exit = True
         self._thread.join(timeout=10)
 
+    def __enter__(self) -> UpstreamServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def reset(self, scenario: Scenario | None = None) -> None:
         with self._changed:
             self.scenario = scenario or Answer()

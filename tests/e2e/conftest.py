@@ -103,9 +103,13 @@ class RunningStack:
         return f"{name}-{self.suffix}"
 
     async def usage_rows(self, request_id: str) -> list[asyncpg.Record]:
+        return await self.fetch("SELECT * FROM usage_records WHERE request_id = $1", request_id)
+
+    async def fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
+        """Rows of ``query`` from the stack's database, on a connection of its own."""
         conn = await asyncpg.connect(self.database_url.replace("postgresql+asyncpg://", "postgresql://"))
         try:
-            return list(await conn.fetch("SELECT * FROM usage_records WHERE request_id = $1", request_id))
+            return list(await conn.fetch(query, *args))
         finally:
             await conn.close()
 
@@ -114,10 +118,8 @@ class RunningStack:
 def openai_upstream() -> Iterator[UpstreamServer]:
     """A local server speaking OpenAI's wire format (the contract suite's fake upstream, answering every
     endpoint with the story's fixtures), behind the ``oai`` model: the real ``openai`` adapter end to end."""
-    server = UpstreamServer(wire_of("openai"))
-    server.start()
-    yield server
-    server.stop()
+    with UpstreamServer(wire_of("openai")) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

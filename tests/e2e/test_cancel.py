@@ -10,7 +10,6 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import asyncpg  # type: ignore[import-untyped]
 import httpx
 import pytest
 
@@ -33,19 +32,13 @@ def stalling_upstream(openai_upstream: UpstreamServer) -> Iterator[UpstreamServe
 
 
 async def cancelled_rows(stack: RunningStack, since: float, stream: bool) -> list[Any]:
-    conn = await asyncpg.connect(stack.database_url.replace("postgresql+asyncpg://", "postgresql://"))
-    try:
-        return list(
-            await conn.fetch(
-                "SELECT * FROM usage_records WHERE deployment_id = $1 AND status = 'cancelled'"
-                " AND started_at >= to_timestamp($2) AND stream = $3",
-                stack.deployment("oai"),
-                since,
-                stream,
-            )
-        )
-    finally:
-        await conn.close()
+    return await stack.fetch(
+        "SELECT * FROM usage_records WHERE deployment_id = $1 AND status = 'cancelled'"
+        " AND started_at >= to_timestamp($2) AND stream = $3",
+        stack.deployment("oai"),
+        since,
+        stream,
+    )
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])

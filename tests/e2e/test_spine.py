@@ -10,7 +10,6 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-import asyncpg  # type: ignore[import-untyped]
 import httpx
 import openai
 import pytest
@@ -234,17 +233,10 @@ async def test_client_disconnect_before_a_plain_answer_is_accounted_as_cancelled
             )
 
     async def cancelled_rows() -> list[Any]:
-        conn = await asyncpg.connect(running_stack.database_url.replace("postgresql+asyncpg://", "postgresql://"))
-        try:
-            return list(
-                await conn.fetch(
-                    "SELECT * FROM usage_records WHERE requested_model = 'dripping' AND NOT stream"
-                    " AND started_at >= $1",
-                    started,
-                )
-            )
-        finally:
-            await conn.close()
+        return await running_stack.fetch(
+            "SELECT * FROM usage_records WHERE requested_model = 'dripping' AND NOT stream AND started_at >= $1",
+            started,
+        )
 
     rows = await eventually(cancelled_rows, lambda r: len(r) >= 1)
     assert len(rows) == 1, rows

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import orjson
 import pytest
@@ -20,7 +20,6 @@ from modelrouter.events.v1 import events_pb2
 from modelrouter.router.v1 import router_pb2
 from tests.contract import story
 from tests.contract.server import HoldStream, Stall, UpstreamServer
-from tests.contract.upstreams.openai import WIRE as OPENAI_WIRE
 from tests.contract.worker_jobs import InProcessWorker, in_process_worker
 from workers.usage import estimate_tokens
 
@@ -52,22 +51,6 @@ class _Usage:
         self.events.put_nowait(event)
 
 
-@pytest.fixture(scope="module")
-def openai_server() -> Iterator[UpstreamServer]:
-    server = UpstreamServer(OPENAI_WIRE)
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def upstream(openai_server: UpstreamServer) -> Iterator[UpstreamServer]:
-    openai_server.reset()
-    yield openai_server
-    openai_server.release()
-    openai_server.reset()
-
-
 @pytest.fixture
 async def worker(nats_url: str) -> AsyncIterator[InProcessWorker]:
     async with in_process_worker(nats_url) as running:
@@ -83,10 +66,10 @@ async def gateway_nc(nats_url: str) -> AsyncIterator[NATS]:
 
 
 def dispatcher_for(
-    nc: NATS, hub: ReplyHub, usage: _Usage, worker: InProcessWorker, upstream: UpstreamServer, stall_s: float = 5.0
+    nc: NATS, hub: ReplyHub, usage: _Usage, worker: InProcessWorker, openai_wire: UpstreamServer, stall_s: float = 5.0
 ) -> Dispatcher:
     target = router_pb2.Target(
-        deployment_id="dep-openai", provider="openai", upstream_model="gpt", base_url=upstream.base_url, timeout_s=10
+        deployment_id="dep-openai", provider="openai", upstream_model="gpt", base_url=openai_wire.base_url, timeout_s=10
     )
     return Dispatcher(
         _Router(target),  # type: ignore[arg-type]
@@ -122,19 +105,19 @@ def call(*, stream: bool) -> Call:
 
 
 async def test_a_client_gone_before_the_delayed_accepted_still_stops_the_upstream_call(
-    gateway_nc: NATS, hub: ReplyHub, worker: InProcessWorker, upstream: UpstreamServer
+    gateway_nc: NATS, hub: ReplyHub, worker: InProcessWorker, openai_wire: UpstreamServer
 ) -> None:
-    upstream.reset(HoldStream(after_chunks=0))  # headers, then nothing: the job stays silent
+    openai_wire.reset(HoldStream(after_chunks=0))  # headers, then nothing: the job stays silent
     usage = _Usage()
-    dispatcher = dispatcher_for(gateway_nc, hub, usage, worker, upstream)
+    dispatcher = dispatcher_for(gateway_nc, hub, usage, worker, openai_wire)
     request = asyncio.ensure_future(dispatcher.open_stream(call(stream=True)))
-    await upstream.wait_until(lambda u: u.holding)
+    await openai_wire.wait_until(lambda u: u.holding)
     await asyncio.sleep(CLIENT_PATIENCE_S)
     request.cancel()  # the client leaves: nothing, not even accepted, came from the worker yet
     with pytest.raises(asyncio.CancelledError):
         await request
 
-    await upstream.wait_until(lambda u: u.hangups == 1)  # the worker hung up on the upstream
+    await openai_wire.wait_until(lambda u: u.hangups == 1)  # the worker hung up on the upstream
     event = await asyncio.wait_for(usage.events.get(), 5)
     assert event.status == events_pb2.REQUEST_STATUS_CANCELLED and event.http_status == 499
     # The worker's partial usage arrived: the prompt went upstream, no answer came back.
@@ -144,13 +127,13 @@ async def test_a_client_gone_before_the_delayed_accepted_still_stops_the_upstrea
 
 
 async def test_a_whole_answer_cancelled_before_the_delayed_accepted_reports_partial_usage(
-    gateway_nc: NATS, hub: ReplyHub, worker: InProcessWorker, upstream: UpstreamServer
+    gateway_nc: NATS, hub: ReplyHub, worker: InProcessWorker, openai_wire: UpstreamServer
 ) -> None:
-    upstream.reset(Stall(seconds=5))  # longer than the gateway waits for usage after a cancel
+    openai_wire.reset(Stall(seconds=5))  # longer than the gateway waits for usage after a cancel
     usage = _Usage()
-    dispatcher = dispatcher_for(gateway_nc, hub, usage, worker, upstream)
+    dispatcher = dispatcher_for(gateway_nc, hub, usage, worker, openai_wire)
     request = asyncio.ensure_future(dispatcher.complete(call(stream=False)))
-    await upstream.wait_until(lambda u: len(u.received) == 1)
+    await openai_wire.wait_until(lambda u: len(u.received) == 1)
     await asyncio.sleep(CLIENT_PATIENCE_S)
     request.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -165,17 +148,17 @@ async def test_a_whole_answer_cancelled_before_the_delayed_accepted_reports_part
 
 
 async def test_a_client_gone_mid_stream_stops_a_worker_that_never_sent_accepted(
-    gateway_nc: NATS, hub: ReplyHub, worker: InProcessWorker, upstream: UpstreamServer
+    gateway_nc: NATS, hub: ReplyHub, worker: InProcessWorker, openai_wire: UpstreamServer
 ) -> None:
-    upstream.reset(HoldStream(after_chunks=3))  # the role chunk, "The", " capital" at once
+    openai_wire.reset(HoldStream(after_chunks=3))  # the role chunk, "The", " capital" at once
     usage = _Usage()
-    dispatcher = dispatcher_for(gateway_nc, hub, usage, worker, upstream)
+    dispatcher = dispatcher_for(gateway_nc, hub, usage, worker, openai_wire)
     frames = await dispatcher.open_stream(call(stream=True))
     assert (await anext(frames)).startswith(b"data: ")
-    await upstream.wait_until(lambda u: u.holding)
+    await openai_wire.wait_until(lambda u: u.holding)
     await frames.aclose()  # type: ignore[attr-defined]
 
-    await upstream.wait_until(lambda u: u.hangups == 1)
+    await openai_wire.wait_until(lambda u: u.hangups == 1)
     event = await asyncio.wait_for(usage.events.get(), 5)
     assert event.status == events_pb2.REQUEST_STATUS_CANCELLED
     assert event.usage.completion_tokens == estimate_tokens(len("The capital"))
@@ -183,27 +166,27 @@ async def test_a_client_gone_mid_stream_stops_a_worker_that_never_sent_accepted(
 
 
 async def test_a_stalled_stream_stops_a_worker_that_never_sent_accepted(
-    gateway_nc: NATS, hub: ReplyHub, worker: InProcessWorker, upstream: UpstreamServer
+    gateway_nc: NATS, hub: ReplyHub, worker: InProcessWorker, openai_wire: UpstreamServer
 ) -> None:
-    upstream.reset(HoldStream(after_chunks=3))
+    openai_wire.reset(HoldStream(after_chunks=3))
     usage = _Usage()
-    dispatcher = dispatcher_for(gateway_nc, hub, usage, worker, upstream, stall_s=0.5)
+    dispatcher = dispatcher_for(gateway_nc, hub, usage, worker, openai_wire, stall_s=0.5)
     frames = await dispatcher.open_stream(call(stream=True))
     body = b"".join([frame async for frame in frames])
 
     assert b'"code":"stream_stalled"' in body.replace(b" ", b"")
-    await upstream.wait_until(lambda u: u.hangups == 1)
+    await openai_wire.wait_until(lambda u: u.hangups == 1)
     event = await asyncio.wait_for(usage.events.get(), 5)
     assert event.status == events_pb2.REQUEST_STATUS_ERROR and event.error_type == "timeout"
     await dispatcher.drain(1)
 
 
 async def test_a_whole_answer_is_returned_before_its_usage_event_is_built(
-    gateway_nc: NATS, hub: ReplyHub, worker: InProcessWorker, upstream: UpstreamServer
+    gateway_nc: NATS, hub: ReplyHub, worker: InProcessWorker, openai_wire: UpstreamServer
 ) -> None:
     """Accounting stays off the client's critical path: the event follows on the loop's next turn."""
     usage = _Usage()
-    dispatcher = dispatcher_for(gateway_nc, hub, usage, worker, upstream)
+    dispatcher = dispatcher_for(gateway_nc, hub, usage, worker, openai_wire)
     body = await dispatcher.complete(call(stream=False))
     assert orjson.loads(body)["choices"][0]["message"]["content"]
     assert usage.events.empty()

@@ -228,16 +228,24 @@ async def test_requests_in_flight_when_the_router_stops_are_answered(
         await client.close()
 
 
-class FirstStreamBreaks(RouterServicer):
-    """The first RouteStream ends with UNAVAILABLE without reading anything; later ones work."""
+class FirstStreamMisbehaves(RouterServicer):
+    """The first RouteStream of a subclass does ``misbehave``; later ones work."""
 
-    broken = 0
+    misbehaved = 0
+
+    async def misbehave(self, context: StreamContext) -> None:
+        raise NotImplementedError
 
     async def RouteStream(self, request_iterator: object, context: StreamContext) -> None:
-        if not FirstStreamBreaks.broken:
-            FirstStreamBreaks.broken += 1
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "going away")
+        if not type(self).misbehaved:
+            type(self).misbehaved += 1
+            await self.misbehave(context)
         await super().RouteStream(request_iterator, context)
+
+
+class FirstStreamBreaks(FirstStreamMisbehaves):
+    async def misbehave(self, context: StreamContext) -> None:
+        await context.abort(grpc.StatusCode.UNAVAILABLE, "going away")  # nothing read
 
 
 async def test_a_request_its_stream_dropped_unread_is_sent_again_on_a_new_stream(
@@ -250,7 +258,7 @@ async def test_a_request_its_stream_dropped_unread_is_sent_again_on_a_new_stream
     try:
         answer = await pool.route(router_pb2.RouteRequest(model=f"chat-{unique}"), "", 5)
         assert answer.route.target.deployment_id == f"{unique}-main"
-        assert FirstStreamBreaks.broken == 1
+        assert FirstStreamBreaks.misbehaved == 1
     finally:
         await pool.close()
         await channel.close()
@@ -268,18 +276,11 @@ async def test_a_router_that_never_answers_ends_in_stream_ended() -> None:
         await channel.close()
 
 
-class FirstStreamHangs(RouterServicer):
-    """The first RouteStream reads requests and never answers, nor ends; later ones work."""
-
-    hung = 0
-
-    async def RouteStream(self, request_iterator: object, context: StreamContext) -> None:
-        if not FirstStreamHangs.hung:
-            FirstStreamHangs.hung += 1
-            while await context.read() is not grpc.aio.EOF:
-                pass  # read, never answered: a stuck router
-            await asyncio.Event().wait()
-        await super().RouteStream(request_iterator, context)
+class FirstStreamHangs(FirstStreamMisbehaves):
+    async def misbehave(self, context: StreamContext) -> None:
+        while await context.read() is not grpc.aio.EOF:
+            pass  # read, never answered, never ended: a stuck router
+        await asyncio.Event().wait()
 
 
 async def test_a_stream_that_timed_out_is_replaced_for_the_next_request(

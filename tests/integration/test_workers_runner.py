@@ -6,7 +6,7 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from nats.aio.client import Client as NATS
@@ -19,7 +19,6 @@ from common.providers.base import ProviderAdapter, ProviderCall, ProviderRespons
 from modelrouter.events.v1 import events_pb2
 from tests.contract import story
 from tests.contract.server import HoldStream, UpstreamServer
-from tests.contract.upstreams.openai import WIRE as OPENAI_WIRE
 from tests.contract.worker_jobs import InProcessWorker, in_process_worker, inbox, make_job
 from workers.providers import REGISTRY
 from workers.providers.fake import REPLY_PHRASE
@@ -43,28 +42,13 @@ async def worker(nats_url: str) -> AsyncIterator[InProcessWorker]:
         yield running
 
 
-@pytest.fixture(scope="module")
-def openai_server() -> Iterator[UpstreamServer]:
-    server = UpstreamServer(OPENAI_WIRE)
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def upstream(openai_server: UpstreamServer) -> Iterator[UpstreamServer]:
-    openai_server.reset()
-    yield openai_server
-    openai_server.release()
-
-
-def openai_job(upstream: UpstreamServer, **kwargs: object) -> events_pb2.Job:
+def openai_job(openai_wire: UpstreamServer, **kwargs: object) -> events_pb2.Job:
     body = {
         "model": "m",
         "messages": [{"role": "user", "content": story.QUESTION}],
         "stream": kwargs.get("stream", False),
     }
-    return make_job(provider="openai", base_url=upstream.base_url, body=body, **kwargs)  # type: ignore[arg-type]
+    return make_job(provider="openai", base_url=openai_wire.base_url, body=body, **kwargs)  # type: ignore[arg-type]
 
 
 def chunk_texts(replies: list[events_pb2.Reply]) -> list[str]:
@@ -152,14 +136,14 @@ async def test_with_no_accept_delay_every_job_replies_accepted_at_once(client: N
 
 
 async def test_chunks_are_relayed_as_the_upstream_sends_them(
-    client: NATS, worker: InProcessWorker, upstream: UpstreamServer
+    client: NATS, worker: InProcessWorker, openai_wire: UpstreamServer
 ) -> None:
-    upstream.reset(HoldStream(after_chunks=3))
+    openai_wire.reset(HoldStream(after_chunks=3))
     async with inbox(client, worker.jobs_subject) as box:
-        await box.send(openai_job(upstream, stream=True))
+        await box.send(openai_job(openai_wire, stream=True))
         early = [await box.next() for _ in range(3)]  # 3 chunks while the upstream holds
-        assert upstream.holding
-        upstream.release()
+        assert openai_wire.holding
+        openai_wire.release()
         rest = await box.until_result()
 
     assert all(r.HasField("chunk") for r in early)
@@ -218,19 +202,19 @@ async def test_an_unknown_provider_is_a_non_retryable_error(client: NATS, worker
 
 
 async def test_the_api_key_comes_from_the_named_environment_variable(
-    client: NATS, worker: InProcessWorker, upstream: UpstreamServer, monkeypatch: pytest.MonkeyPatch, unique: str
+    client: NATS, worker: InProcessWorker, openai_wire: UpstreamServer, monkeypatch: pytest.MonkeyPatch, unique: str
 ) -> None:
     name = f"MR_TEST_KEY_{unique.upper()}"
     async with inbox(client, worker.jobs_subject) as box:
-        await box.send(openai_job(upstream, api_key_env=name))
+        await box.send(openai_job(openai_wire, api_key_env=name))
         missing = (await box.until_result())[-1].result
         monkeypatch.setenv(name, f"sk-{unique}")
-        await box.send(openai_job(upstream, api_key_env=name))
+        await box.send(openai_job(openai_wire, api_key_env=name))
         present = (await box.until_result())[-1].result
 
     assert not missing.ok and missing.error.code == "missing_api_key"
     assert present.ok
-    assert [r.api_key for r in upstream.received] == [f"sk-{unique}"]
+    assert [r.api_key for r in openai_wire.received] == [f"sk-{unique}"]
 
 
 class _ExplodingAdapter(ProviderAdapter):
@@ -291,10 +275,10 @@ async def test_an_answer_too_big_for_one_nats_message_arrives_in_pieces(
 
 
 async def test_cancel_mid_stream_hangs_up_on_the_upstream_and_reports_partial_usage(
-    client: NATS, worker: InProcessWorker, upstream: UpstreamServer
+    client: NATS, worker: InProcessWorker, openai_wire: UpstreamServer
 ) -> None:
-    upstream.reset(HoldStream(after_chunks=3))  # the role chunk, "The", " capital"
-    job = openai_job(upstream, stream=True)
+    openai_wire.reset(HoldStream(after_chunks=3))  # the role chunk, "The", " capital"
+    job = openai_job(openai_wire, stream=True)
     async with inbox(client, worker.jobs_subject) as box:
         await box.send(job)
         chunks = [await box.next() for _ in range(3)]  # the first one names the worker
@@ -302,7 +286,7 @@ async def test_cancel_mid_stream_hangs_up_on_the_upstream_and_reports_partial_us
             subjects.cancel(chunks[0].worker_id),
             events_pb2.Cancel(request_id=job.request_id).SerializeToString(),
         )
-        await upstream.wait_until(lambda u: u.hangups == 1)
+        await openai_wire.wait_until(lambda u: u.hangups == 1)
         result = (await box.next()).result
 
     assert chunk_texts(chunks) == ["The", " capital"]
@@ -316,34 +300,34 @@ async def test_cancel_mid_stream_hangs_up_on_the_upstream_and_reports_partial_us
 
 
 async def test_a_slow_job_does_not_hold_up_the_next(
-    client: NATS, worker: InProcessWorker, upstream: UpstreamServer
+    client: NATS, worker: InProcessWorker, openai_wire: UpstreamServer
 ) -> None:
-    upstream.reset(HoldStream(after_chunks=1))
+    openai_wire.reset(HoldStream(after_chunks=1))
     async with inbox(client, worker.jobs_subject) as slow, inbox(client, worker.jobs_subject) as fast:
-        await slow.send(openai_job(upstream, stream=True))
-        await upstream.wait_until(lambda u: u.holding)
+        await slow.send(openai_job(openai_wire, stream=True))
+        await openai_wire.wait_until(lambda u: u.holding)
         await fast.send(make_job())
         assert (await fast.until_result())[-1].result.ok
-        assert upstream.holding
-        upstream.release()
+        assert openai_wire.holding
+        openai_wire.release()
         assert (await slow.until_result())[-1].result.ok
 
 
 async def test_worker_concurrency_bounds_the_jobs_in_flight(
-    client: NATS, nats_url: str, openai_server: UpstreamServer
+    client: NATS, nats_url: str, openai_wire_server: UpstreamServer
 ) -> None:
-    openai_server.reset(HoldStream(after_chunks=1))
+    openai_wire_server.reset(HoldStream(after_chunks=1))
     async with (
         in_process_worker(nats_url, concurrency=1) as worker,
         inbox(client, worker.jobs_subject) as first,
         inbox(client, worker.jobs_subject) as second,
     ):
-        await first.send(openai_job(openai_server, stream=True))
-        await openai_server.wait_until(lambda u: u.holding)
+        await first.send(openai_job(openai_wire_server, stream=True))
+        await openai_wire_server.wait_until(lambda u: u.holding)
         await second.send(make_job())
         with pytest.raises(TimeoutError):
             await second.next(timeout=0.5)  # not even accepted while the only slot is busy
-        openai_server.release()
+        openai_wire_server.release()
         assert (await first.until_result())[-1].result.ok
         assert [r.WhichOneof("kind") for r in await second.until_result()] == ["result"]
 
@@ -374,11 +358,11 @@ async def test_drain_finishes_short_jobs_stops_long_ones_and_takes_no_more(clien
 
 
 async def test_the_workers_span_is_a_child_of_the_traceparent_it_received(
-    client: NATS, worker: InProcessWorker, upstream: UpstreamServer, spans: InMemorySpanExporter
+    client: NATS, worker: InProcessWorker, openai_wire: UpstreamServer, spans: InMemorySpanExporter
 ) -> None:
     async with inbox(client, worker.jobs_subject) as box:
         with producer_span(worker.jobs_subject) as (gateway_span, headers):
-            await box.send(openai_job(upstream), headers=headers)
+            await box.send(openai_job(openai_wire), headers=headers)
         result = (await box.until_result())[-1].result
     gateway = gateway_span.get_span_context()
 
@@ -393,5 +377,5 @@ async def test_the_workers_span_is_a_child_of_the_traceparent_it_received(
     assert result.traceparent.split("-")[1:3] == [f"{gateway.trace_id:032x}", f"{consumer.context.span_id:016x}"]
     assert consumer.attributes is not None and consumer.attributes["modelrouter.request_id"]
     # httpx's instrumentation carried the trace to the provider.
-    assert upstream.received[0].headers["traceparent"].split("-")[2] == f"{http_call.context.span_id:016x}"
+    assert openai_wire.received[0].headers["traceparent"].split("-")[2] == f"{http_call.context.span_id:016x}"
     assert os.environ.get("OTEL_SDK_DISABLED") != "true"

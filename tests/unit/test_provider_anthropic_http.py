@@ -34,10 +34,8 @@ REPORT_FORMAT = {
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[UpstreamServer]:
-    upstream = UpstreamServer(WIRE)
-    upstream.start()
-    yield upstream
-    upstream.stop()
+    with UpstreamServer(WIRE) as upstream:
+        yield upstream
 
 
 @pytest.fixture

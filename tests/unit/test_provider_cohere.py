@@ -390,10 +390,8 @@ class CohereWireWithDone(CohereWire):
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[UpstreamServer]:
-    upstream = UpstreamServer(CohereWireWithDone())
-    upstream.start()
-    yield upstream
-    upstream.stop()
+    with UpstreamServer(CohereWireWithDone()) as upstream:
+        yield upstream
 
 
 @pytest.fixture

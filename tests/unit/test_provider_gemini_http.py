@@ -54,10 +54,8 @@ class QuirkyGeminiWire(GeminiWire):
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[UpstreamServer]:
-    upstream = UpstreamServer(QuirkyGeminiWire())
-    upstream.start()
-    yield upstream
-    upstream.stop()
+    with UpstreamServer(QuirkyGeminiWire()) as upstream:
+        yield upstream
 
 
 @pytest.fixture

@@ -310,10 +310,8 @@ class MistralWireWithValidationErrors(MistralWire):
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[UpstreamServer]:
-    upstream = UpstreamServer(MistralWireWithValidationErrors())
-    upstream.start()
-    yield upstream
-    upstream.stop()
+    with UpstreamServer(MistralWireWithValidationErrors()) as upstream:
+        yield upstream
 
 
 @pytest.fixture

@@ -514,18 +514,14 @@ class GenerateAndEmbedWire:
 
 @pytest.fixture
 async def generate_server() -> AsyncIterator[UpstreamServer]:
-    server = UpstreamServer(GenerateAndEmbedWire())
-    server.start()
-    yield server
-    server.stop()
+    with UpstreamServer(GenerateAndEmbedWire()) as server:
+        yield server
 
 
 @pytest.fixture
 async def chat_server() -> AsyncIterator[UpstreamServer]:
-    server = UpstreamServer(WIRE)
-    server.start()
-    yield server
-    server.stop()
+    with UpstreamServer(WIRE) as server:
+        yield server
 
 
 async def test_a_chat_reply_over_http(chat_server: UpstreamServer) -> None:

@@ -340,10 +340,8 @@ def test_a_completion_stream_makes_text_completion_chunks_with_the_echo_first() 
 
 @pytest.fixture
 async def server() -> AsyncIterator[UpstreamServer]:
-    upstream = UpstreamServer(WIRE)
-    upstream.start()
-    yield upstream
-    upstream.stop()
+    with UpstreamServer(WIRE) as upstream:
+        yield upstream
 
 
 async def test_the_story_over_http(server: UpstreamServer) -> None:

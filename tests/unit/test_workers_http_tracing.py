@@ -4,7 +4,7 @@ by its method, child of the current span, ended when the response headers are ba
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -15,30 +15,14 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from tests.contract import story
 from tests.contract.server import Fail, HoldStream, UpstreamServer, closed_port
-from tests.contract.upstreams.openai import WIRE
 from workers.providers._http import full_url, pooled_client
 
 BODY = {"model": "m", "messages": [{"role": "user", "content": story.QUESTION}]}
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[UpstreamServer]:
-    upstream = UpstreamServer(WIRE)
-    upstream.start()
-    yield upstream
-    upstream.stop()
-
-
 @pytest.fixture
-def upstream(server: UpstreamServer) -> Iterator[UpstreamServer]:
-    server.reset()
-    yield server
-    server.release()
-
-
-@pytest.fixture
-async def client(upstream: UpstreamServer) -> AsyncIterator[httpx.AsyncClient]:
-    http = pooled_client(upstream.base_url)
+async def client(openai_wire: UpstreamServer) -> AsyncIterator[httpx.AsyncClient]:
+    http = pooled_client(openai_wire.base_url)
     yield http
     await http.aclose()
 
@@ -48,7 +32,7 @@ def client_spans(exporter: InMemorySpanExporter, trace_id: int) -> list[Readable
 
 
 async def test_a_request_is_one_client_span_whose_context_goes_upstream(
-    client: httpx.AsyncClient, upstream: UpstreamServer, spans: InMemorySpanExporter
+    client: httpx.AsyncClient, openai_wire: UpstreamServer, spans: InMemorySpanExporter
 ) -> None:
     with trace.get_tracer("test").start_as_current_span("job") as parent:
         response = await client.post("/chat/completions", json=BODY, params={"key": "sk-secret"})
@@ -59,20 +43,20 @@ async def test_a_request_is_one_client_span_whose_context_goes_upstream(
     assert span.parent is not None and span.parent.span_id == parent.get_span_context().span_id
     assert dict(span.attributes or {}) == {
         "http.request.method": "POST",
-        "url.full": f"http://127.0.0.1:{upstream.port}/v1/chat/completions",
+        "url.full": f"http://127.0.0.1:{openai_wire.port}/v1/chat/completions",
         "server.address": "127.0.0.1",
-        "server.port": upstream.port,
+        "server.port": openai_wire.port,
         "http.response.status_code": 200,
     }
     assert span.status.status_code is StatusCode.UNSET
-    _, trace_id, span_id, _ = upstream.received[0].headers["traceparent"].split("-")
+    _, trace_id, span_id, _ = openai_wire.received[0].headers["traceparent"].split("-")
     assert (trace_id, span_id) == (f"{span.context.trace_id:032x}", f"{span.context.span_id:016x}")
 
 
 async def test_an_error_status_marks_the_span_failed(
-    client: httpx.AsyncClient, upstream: UpstreamServer, spans: InMemorySpanExporter
+    client: httpx.AsyncClient, openai_wire: UpstreamServer, spans: InMemorySpanExporter
 ) -> None:
-    upstream.reset(Fail(503, "overloaded"))
+    openai_wire.reset(Fail(503, "overloaded"))
     with trace.get_tracer("test").start_as_current_span("job") as parent:
         response = await client.post("/chat/completions", json=BODY)
     assert response.status_code == 503
@@ -96,15 +80,15 @@ async def test_a_failed_connection_ends_the_span_with_the_error(spans: InMemoryS
 
 
 async def test_the_span_ends_when_the_headers_are_back_not_the_body(
-    client: httpx.AsyncClient, upstream: UpstreamServer, spans: InMemorySpanExporter
+    client: httpx.AsyncClient, openai_wire: UpstreamServer, spans: InMemorySpanExporter
 ) -> None:
-    upstream.reset(HoldStream(after_chunks=1))
+    openai_wire.reset(HoldStream(after_chunks=1))
     with trace.get_tracer("test").start_as_current_span("job") as parent:
         async with client.stream("POST", "/chat/completions", json={**BODY, "stream": True}) as response:
-            await upstream.wait_until(lambda u: u.holding)
+            await openai_wire.wait_until(lambda u: u.holding)
             [span] = client_spans(spans, parent.get_span_context().trace_id)
             assert span.attributes is not None and span.attributes["http.response.status_code"] == 200
-            upstream.release()
+            openai_wire.release()
             await response.aread()
 
 

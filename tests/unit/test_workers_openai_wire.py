@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import struct
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
@@ -16,7 +15,6 @@ import pytest
 from common.errors import InvalidRequestError
 from common.providers.base import Operation, ProviderCall, Usage
 from tests.contract.server import UpstreamServer, closed_port
-from tests.contract.upstreams.openai import WIRE
 from workers.providers._http import error_fields, retry_after_s
 from workers.providers.mistral import MistralAdapter
 from workers.providers.openai import OpenAIAdapter, request_body, usage_of
@@ -108,14 +106,6 @@ def test_usage_reads_chat_and_image_generation_shapes() -> None:
 # --- one adapter, four endpoints ----------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def openai_upstream() -> Iterator[UpstreamServer]:
-    server = UpstreamServer(WIRE)
-    server.start()
-    yield server
-    server.stop()
-
-
 def op_call(operation: str, body: dict[str, Any], *, stream: bool = False) -> ProviderCall:
     return ProviderCall(
         request_id="r", operation=operation, body=body, upstream_model="up", api_key="k", timeout_s=5, stream=stream
@@ -140,25 +130,25 @@ def op_call(operation: str, body: dict[str, Any], *, stream: bool = False) -> Pr
     ],
 )
 async def test_each_operation_posts_the_clients_body_to_its_path(
-    openai_upstream: UpstreamServer, operation: str, path: str, body: dict[str, Any]
+    openai_wire_server: UpstreamServer, operation: str, path: str, body: dict[str, Any]
 ) -> None:
-    openai_upstream.reset()
-    adapter = OpenAIAdapter(openai_upstream.base_url)
+    openai_wire_server.reset()
+    adapter = OpenAIAdapter(openai_wire_server.base_url)
     try:
         response = await adapter.send(op_call(operation, body))
     finally:
         await adapter.aclose()
 
-    (seen,) = openai_upstream.received
+    (seen,) = openai_wire_server.received
     assert seen.path == path
     assert seen.body == {**body, "model": "up"}  # base64 and dimensions go upstream: the upstream encodes
     assert seen.headers["authorization"] == "Bearer k"
     assert json.loads(response.body)  # relayed as received
 
 
-async def test_base64_embeddings_come_back_as_the_upstream_encoded_them(openai_upstream: UpstreamServer) -> None:
-    openai_upstream.reset()
-    adapter = OpenAIAdapter(openai_upstream.base_url)
+async def test_base64_embeddings_come_back_as_the_upstream_encoded_them(openai_wire_server: UpstreamServer) -> None:
+    openai_wire_server.reset()
+    adapter = OpenAIAdapter(openai_wire_server.base_url)
     body = {"model": "p", "input": "hello", "encoding_format": "base64", "dimensions": 4}
     try:
         response = await adapter.send(op_call(Operation.EMBEDDINGS, body))
