@@ -4,7 +4,6 @@ Postgres: one row per event, one settlement per message, one CONSUMER span per e
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -17,14 +16,21 @@ from nats.aio.msg import Msg
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from accounting.consumer import UsageConsumer
 from accounting.store import StoreUnavailableError, UsageStore, create_engine
 from common import subjects
 from common.messaging import producer_span
 from common.telemetry import traceparent_of
 from modelrouter.events.v1 import events_pb2
 from modelrouter.router.v1 import router_pb2
-from tests.integration.test_accounting_consumer import Lane, migrate, pg_dsn, rows, usage_event, wait_until
+from tests.integration.test_accounting_consumer import (
+    Lane,
+    migrate,
+    pg_dsn,
+    rows,
+    running_consumer,
+    usage_event,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -50,17 +56,10 @@ class Settlements:
 async def consuming(lane: Lane, nc: NATS, store: UsageStore, **options: Any) -> AsyncIterator[Settlements]:
     settlements = Settlements()
     sub = await nc.subscribe(f"$JS.ACK.{lane.stream}.>", cb=settlements.record)
-    consumer = UsageConsumer(lane.js, store, dataclasses.replace(lane.options, **options))
-    await consumer.start()
-    stop = asyncio.Event()
-    task = asyncio.create_task(consumer.run(stop))
     try:
-        yield settlements
+        async with running_consumer(lane, store, **options):
+            yield settlements
     finally:
-        stop.set()
-        await asyncio.wait_for(task, timeout=10)
-        await consumer.close()
-        await store.close()
         await nc.flush()
         await sub.unsubscribe()
 

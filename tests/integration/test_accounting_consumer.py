@@ -140,7 +140,14 @@ class Lane:
 
 @asynccontextmanager
 async def consuming(lane: Lane, database_url: str, **options: Any) -> AsyncIterator[UsageStore]:
-    store = UsageStore(create_engine(database_url))
+    async with running_consumer(lane, UsageStore(create_engine(database_url)), **options) as store:
+        yield store
+
+
+@asynccontextmanager
+async def running_consumer(lane: Lane, store: UsageStore, **options: Any) -> AsyncIterator[UsageStore]:
+    """A consumer of ``lane`` (its options changed by ``options``) running until the block ends; then
+    stopped and ``store`` closed."""
     opts = dataclasses.replace(lane.options, **options)
     consumer = UsageConsumer(lane.js, store, opts)
     await consumer.start()
@@ -301,15 +308,7 @@ async def test_connections_dropped_by_postgres_are_replaced(lane: Lane, migrated
     async with consuming(lane, migrated_url):
         await lane.publish(before, msg_id=before.request_id)
         await wait_until(lambda: _count(migrated_url, [before.request_id], 1), what="the first row")
-        conn = await asyncpg.connect(pg_dsn(migrated_url))
-        try:
-            killed = await conn.fetchval(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-        finally:
-            await conn.close()
-        assert killed >= 1
+        assert await kill_connections(migrated_url) >= 1
         await lane.publish(after, msg_id=after.request_id)
         await wait_until(lambda: _count(migrated_url, [after.request_id], 1), what="the row after the kill")
         await lane.wait_all_settled(2)
@@ -399,3 +398,16 @@ async def test_burst_of_5000_events_is_ingested_once_each(lane: Lane, migrated_u
     print(f"\naccounting ingest: {BURST} events in {elapsed:.2f}s = {rate:,.0f} rows/s (batch 64)")
     # Far below what a healthy run does; catches a consumer that degraded to one row per round trip.
     assert rate > 200
+
+
+async def kill_connections(database_url: str) -> int:
+    """Terminate every other connection to the database (as a Postgres restart would); how many."""
+    admin = await asyncpg.connect(pg_dsn(database_url))
+    try:
+        killed: int = await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await admin.close()
+    return killed

@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-import asyncpg
 import pytest
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -18,7 +17,7 @@ from nats.aio.msg import Msg
 from accounting.consumer import UsageConsumer
 from accounting.mapping import row_from_event
 from accounting.store import UsageStore, create_engine
-from tests.integration.test_accounting_consumer import Lane, pg_dsn, rows, usage_event, wait_until
+from tests.integration.test_accounting_consumer import Lane, kill_connections, rows, usage_event, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -138,15 +137,7 @@ async def test_insert_replaces_a_connection_postgres_dropped(migrated_url: str, 
     try:
         first, second = usage_event(f"{unique}-pooled"), usage_event(f"{unique}-after-kill")
         await store.insert([row_from_event(first)])
-        admin = await asyncpg.connect(pg_dsn(migrated_url))
-        try:
-            killed = await admin.fetchval(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-        finally:
-            await admin.close()
-        assert killed >= 1
+        assert await kill_connections(migrated_url) >= 1
         await store.insert([row_from_event(second)])
         assert store.healthy is True
         assert len(await rows(migrated_url, [first.request_id, second.request_id])) == 2

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
 
 import grpc
 import grpc.aio
@@ -141,14 +143,22 @@ async def test_concurrent_routes_on_shared_streams_each_get_their_own_answer(rou
 async def test_streams_past_their_age_are_retired_and_replaced_without_losing_a_request(
     router: RunningRouter,
 ) -> None:
-    channel = grpc.aio.insecure_channel(router.address)
-    pool = RouteStreamPool(channel, streams=2, max_age_s=0)  # every request retires the stream it finds
     request = router_pb2.RouteRequest(model=router.model)
-    try:
+    # max_age_s=0: every request retires the stream it finds
+    async with stream_pool(router.address, streams=2, max_age_s=0) as pool:
         for _ in range(10):
             assert (await pool.route(request, "", 5)).route.target.deployment_id == router.ids[0]
         routed = await asyncio.gather(*(pool.route(request, "", 5) for _ in range(30)))
         assert all(r.route.target.deployment_id == router.ids[0] for r in routed)
+
+
+@asynccontextmanager
+async def stream_pool(address: str, **options: Any) -> AsyncIterator[RouteStreamPool]:
+    """A gateway-side pool of RouteStreams to ``address``, closed (channel too) when the block ends."""
+    channel = grpc.aio.insecure_channel(address)
+    pool = RouteStreamPool(channel, **options)
+    try:
+        yield pool
     finally:
         await pool.close()
         await channel.close()
@@ -253,27 +263,17 @@ async def test_a_request_its_stream_dropped_unread_is_sent_again_on_a_new_stream
 ) -> None:
     server = await start_router(redis, unique, servicer_class=FirstStreamBreaks)
     servers.append(server)
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
-    pool = RouteStreamPool(channel, streams=1)
-    try:
+    async with stream_pool(f"127.0.0.1:{server.port}", streams=1) as pool:
         answer = await pool.route(router_pb2.RouteRequest(model=f"chat-{unique}"), "", 5)
         assert answer.route.target.deployment_id == f"{unique}-main"
         assert FirstStreamBreaks.misbehaved == 1
-    finally:
-        await pool.close()
-        await channel.close()
 
 
 async def test_a_router_that_never_answers_ends_in_stream_ended() -> None:
-    channel = grpc.aio.insecure_channel("127.0.0.1:1")  # nothing listens
-    pool = RouteStreamPool(channel, streams=1)
-    try:
+    async with stream_pool("127.0.0.1:1", streams=1) as pool:  # nothing listens
         with pytest.raises(StreamEnded) as ended:
             await pool.route(router_pb2.RouteRequest(model="m"), "", 5)
         assert ended.value.error is not None and ended.value.error.code() == grpc.StatusCode.UNAVAILABLE
-    finally:
-        await pool.close()
-        await channel.close()
 
 
 class FirstStreamHangs(FirstStreamMisbehaves):
@@ -288,16 +288,12 @@ async def test_a_stream_that_timed_out_is_replaced_for_the_next_request(
 ) -> None:
     server = await start_router(redis, unique, servicer_class=FirstStreamHangs)
     servers.append(server)
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
-    pool = RouteStreamPool(channel, streams=1)
     request = router_pb2.RouteRequest(model=f"chat-{unique}")
-    try:
+    async with stream_pool(f"127.0.0.1:{server.port}", streams=1) as pool:
         with pytest.raises(TimeoutError):
             await pool.route(request, "", 0.3)
         answer = await pool.route(request, "", 5)
         assert answer.route.target.deployment_id == f"{unique}-main"
-    finally:
         started = time.perf_counter()
-        await pool.close()  # the stuck stream never ends by itself: closing gives up on it
-        assert time.perf_counter() - started < 5
-        await channel.close()
+    # closing the pool gave up on the stuck stream, which never ends by itself
+    assert time.perf_counter() - started < 5
