@@ -23,6 +23,36 @@ class RawJSONResponse(Response):
         return orjson.dumps(content)
 
 
+class HangUpWatch:
+    """Cancels the task that makes it as soon as the client disconnects, until ``stop``. That task
+    catches the CancelledError and, if ``gone``, calls ``take_back`` and ends quietly: nobody is
+    left to answer. One plain task per request."""
+
+    __slots__ = ("_finished", "_task", "_watcher", "gone")
+
+    def __init__(self, receive: Receive) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._task = task
+        self._finished = False
+        self.gone = False
+        self._watcher = asyncio.ensure_future(self._watch(receive))
+
+    async def _watch(self, receive: Receive) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        if not self._finished:
+            self.gone = True
+            self._task.cancel()
+
+    def take_back(self) -> None:
+        self._task.uncancel()
+
+    def stop(self) -> None:
+        self._finished = True
+        self._watcher.cancel()
+
+
 class EventStreamResponse(Response):
     """``frames`` (already SSE-encoded) sent as they come, from the request's own task; a client that
     hangs up stops the stream and closes ``frames`` (whose ``finally`` accounts for the request).
@@ -40,29 +70,17 @@ class EventStreamResponse(Response):
         self.init_headers({**SSE_HEADERS, **(headers or {})})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        this = asyncio.current_task()
-        assert this is not None
-        state = {"finished": False, "gone": False}
-
-        async def watch() -> None:
-            while (await receive())["type"] != "http.disconnect":
-                pass
-            if not state["finished"]:
-                state["gone"] = True
-                this.cancel()
-
-        watcher = asyncio.ensure_future(watch())
+        watch = HangUpWatch(receive)
         try:
             await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
             async for frame in self.frames:
                 await send({"type": "http.response.body", "body": frame, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
-            if not state["gone"]:
+            if not watch.gone:
                 raise
-            this.uncancel()  # the client left: nothing to answer, and nobody to tell
+            watch.take_back()  # the client left: nothing to answer, and nobody to tell
         finally:
-            state["finished"] = True
-            watcher.cancel()
+            watch.stop()
             if isinstance(self.frames, AsyncGenerator):
                 await self.frames.aclose()

@@ -14,7 +14,7 @@ from starlette.responses import Response
 from common.errors import ModelRouterError
 from gateway.deps import Gateway, read_body
 from gateway.dispatch import Call, Dispatcher
-from gateway.responses import EventStreamResponse, RawJSONResponse
+from gateway.responses import EventStreamResponse, HangUpWatch, RawJSONResponse
 from gateway.schemas import parse_body
 from modelrouter.events.v1 import events_pb2
 
@@ -78,36 +78,19 @@ async def handle(
     return await answer(request, gateway.dispatcher, call)
 
 
-async def _client_gone(request: Request) -> None:
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
-
-
 async def unless_disconnected(request: Request, work: Coroutine[Any, Any, T]) -> T | None:
     """``work``'s result, or None when the client hung up first: ``work`` is then cancelled, which
-    cancels the upstream call and accounts the request as cancelled. (``work`` runs in this task;
-    only the watch is a task.)"""
-    this = asyncio.current_task()
-    assert this is not None
-    state = {"finished": False, "gone": False}
-
-    async def watch() -> None:
-        await _client_gone(request)
-        if not state["finished"]:
-            state["gone"] = True
-            this.cancel()
-
-    watcher = asyncio.ensure_future(watch())
+    cancels the upstream call and accounts the request as cancelled. (``work`` runs in this task.)"""
+    watch = HangUpWatch(request.receive)
     try:
         return await work
     except asyncio.CancelledError:
-        if not state["gone"]:
+        if not watch.gone:
             raise
-        this.uncancel()
+        watch.take_back()
         return None
     finally:
-        state["finished"] = True
-        watcher.cancel()
+        watch.stop()
 
 
 async def answer(request: Request, dispatcher: Dispatcher, call: Call) -> Response:
