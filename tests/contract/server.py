@@ -193,13 +193,20 @@ class UpstreamServer:
         if self._loop is not None and self._release is not None:
             self._loop.call_soon_threadsafe(self._release.set)
 
-    async def wait_until(self, condition: Callable[[UpstreamServer], bool], timeout: float = 5.0) -> None:
+    async def wait_until(self, condition: Callable[[UpstreamServer], bool], timeout: float = 15.0) -> None:
+        """Block until ``condition`` holds. The timeout is generous on purpose: a state reached in
+        milliseconds normally, but a stalled CI VM has taken over 5 s."""
+
         def _wait() -> bool:
             with self._changed:
                 return self._changed.wait_for(lambda: condition(self), timeout)
 
         if not await asyncio.to_thread(_wait):
-            raise AssertionError(f"the fake upstream did not reach the expected state within {timeout}s")
+            raise AssertionError(
+                f"the fake upstream did not reach the expected state within {timeout}s: it received "
+                f"{[r.path for r in self.received]}, {self.hangups} hang-ups, holding={self.holding}, "
+                f"scenario {self.scenario}"
+            )
 
     def _update(self, change: Callable[[], None]) -> None:
         with self._changed:

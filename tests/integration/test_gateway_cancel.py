@@ -28,6 +28,8 @@ pytestmark = pytest.mark.integration
 MESSAGES = [{"role": "user", "content": story.QUESTION}]
 # Shorter than the worker's accept delay (0.1 s): the client is gone before the worker named itself.
 CLIENT_PATIENCE_S = 0.02
+# Not what these tests check: long, so a slow CI machine is not mistaken for a missing worker.
+ACCEPT_TIMEOUT_S = 30
 
 
 class _Router:
@@ -76,7 +78,7 @@ def dispatcher_for(
         nc,
         hub,
         usage,  # type: ignore[arg-type]
-        accept_timeout_s=5,
+        accept_timeout_s=ACCEPT_TIMEOUT_S,
         stall_timeout_s=stall_s,
         max_attempts=1,
         jobs_subject=worker.jobs_subject,
