@@ -1,12 +1,13 @@
 """What one hop of ModelRouter's path costs on this machine, each measured alone (the floor the design
 stands on; ``docs/performance.md`` reads the bench against it).
 
-    python -m bench.hops [--calls N]    # about 20 s; prints a table, p50 wall and client CPU per call
+    python -m bench.hops [--calls N]    # about 35 s; prints a table, p50 wall and client CPU per call
 
 Hops: a cross-process TCP round trip (the kernel's share of every hop), a grpc.aio unary call to a
 trivial servicer (another process) and a message each way on an open gRPC stream, a core NATS
-request/reply, a JetStream publish with its ack, a Redis EVALSHA through redis-py, and one
-OpenTelemetry SDK span. Uses the NATS and Redis of ``NATS_URL``/``REDIS_URL`` (defaults: the local ones).
+request/reply (these two also 20 ms after the previous call: what waking idle processes costs),
+a JetStream publish with its ack, a Redis EVALSHA through redis-py, and one OpenTelemetry SDK span.
+Uses the NATS and Redis of ``NATS_URL``/``REDIS_URL`` (defaults: the local ones).
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from redis.asyncio import Redis
 from bench.machine import python_speed_us
 
 CALLS = 2000  # per hop (five times as many for the cheap ones); --calls changes it
+IDLE_S = 0.02  # the pause before each call of the "after the last" rows
+IDLE_CALLS = 300  # at most (--calls lowers it too)
 
 
 @dataclass(frozen=True)
@@ -48,13 +51,18 @@ def _cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def measure(name: str, call: Callable[[], Awaitable[object]], calls: int | None = None) -> Hop:
+async def measure(
+    name: str, call: Callable[[], Awaitable[object]], calls: int | None = None, idle_s: float = 0.0
+) -> Hop:
+    """``call``'s p50 wall time and CPU; with ``idle_s``, each call follows that long asleep (untimed)."""
     calls = calls or CALLS
     for _ in range(calls // 10):
         await call()
     times = []
     cpu = _cpu_s()
     for _ in range(calls):
+        if idle_s:
+            await asyncio.sleep(idle_s)
         started = time.perf_counter()
         await call()
         times.append(time.perf_counter() - started)
@@ -113,8 +121,16 @@ async def grpc_hops() -> list[Hop]:
                 return await stream.read()
 
             streamed = await measure("grpc.aio stream message and answer", ping_pong)
+            # Between a stream's chunks (1 ms apart in the bench) the router sits idle for the whole
+            # stream; on this VM a process woken after a pause answers markedly slower.
+            after_idle = await measure(
+                f"grpc.aio stream message and answer, {IDLE_S * 1000:g} ms after the last",
+                ping_pong,
+                calls=min(IDLE_CALLS, CALLS),
+                idle_s=IDLE_S,
+            )
             await stream.done_writing()
-            return [unary, streamed]
+            return [unary, streamed, after_idle]
     finally:
         server.terminate()
         await server.wait()
@@ -155,6 +171,14 @@ async def nats_hops(url: str) -> list[Hop]:
     await responder.flush()
     payload = os.urandom(300)
     hops = [await measure("NATS request/reply", lambda: requester.request(subject, payload, timeout=1))]
+    hops.append(
+        await measure(
+            f"NATS request/reply, {IDLE_S * 1000:g} ms after the last",
+            lambda: requester.request(subject, payload, timeout=1),
+            calls=min(IDLE_CALLS, CALLS),
+            idle_s=IDLE_S,
+        )
+    )
     js = requester.jetstream()
     stream = f"BENCH_HOPS_{uuid.uuid4().hex[:8]}"
     await js.add_stream(name=stream, subjects=[f"{subject}.js"])
