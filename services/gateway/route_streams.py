@@ -1,7 +1,9 @@
 """The gateway's Route calls, sent over a few long-lived RouteStreams (``router.route_stream``).
 
 A stream message costs about half a grpc.aio unary call, on both sides. Each request gets an id on
-its stream; one reader task per stream hands every answer to the request waiting for it.
+its stream and goes out in the stream's next message (requests queued while a message is being
+written share the next one); one reader task per stream hands every answer to the request waiting
+for it.
 
 Streams are opened on the first request and replaced when they end. A stream is retired after
 ``max_age_s`` (half-closed: what it carries is still answered) so that router replicas added later
@@ -19,6 +21,7 @@ import time
 import grpc
 import grpc.aio
 
+from common.coalesce import CoalescingWriter
 from modelrouter.router.v1 import router_pb2, router_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -29,6 +32,10 @@ MAX_AGE_S = 60.0
 CLOSE_WAIT_S = 2.0
 
 
+# What a write on a call that is over (broken, cancelled or half-closed) raises.
+_WRITE_ERRORS = (grpc.aio.AioRpcError, grpc.aio.UsageError, grpc.aio.InternalError)
+
+
 class StreamEnded(Exception):
     """The stream ended before answering; ``error`` says why when it broke rather than retired."""
 
@@ -37,13 +44,19 @@ class StreamEnded(Exception):
         self.error = error
 
 
+def _ended_by(error: Exception) -> Exception:
+    if isinstance(error, _WRITE_ERRORS):
+        return StreamEnded(error if isinstance(error, grpc.aio.AioRpcError) else None)
+    return error  # not the stream's end but a fault of ours: let it show as what it is
+
+
 class _Stream:
-    __slots__ = ("_call", "_next_id", "_pending", "_writing", "born", "open", "reader")
+    __slots__ = ("_call", "_next_id", "_outbox", "_pending", "born", "open", "reader")
 
     def __init__(self, stub: router_pb2_grpc.RouterStub) -> None:
         self._call = stub.RouteStream()
         self._pending: dict[int, asyncio.Future[router_pb2.RouteStreamResponse]] = {}
-        self._writing = asyncio.Lock()  # grpc.aio allows one write in flight per call
+        self._outbox = CoalescingWriter(self._write, self._not_sent)
         self._next_id = 0
         self.born = time.monotonic()
         self.open = True  # takes new requests
@@ -57,28 +70,33 @@ class _Stream:
         self._next_id += 1
         request_id = self._next_id
         answer = self._pending[request_id] = asyncio.get_running_loop().create_future()
+        self._outbox.put(router_pb2.RouteStreamRequest(id=request_id, route=route, traceparent=traceparent))
         try:
-            async with self._writing:
-                await self._call.write(
-                    router_pb2.RouteStreamRequest(id=request_id, route=route, traceparent=traceparent)
-                )
             async with asyncio.timeout(timeout_s):
                 return await answer
-        except (grpc.aio.AioRpcError, grpc.aio.UsageError, grpc.aio.InternalError) as exc:
-            # The write failed: the stream is over (or half-closed), and the router never saw this.
-            self.open = False
-            raise StreamEnded(exc if isinstance(exc, grpc.aio.AioRpcError) else None) from None
         finally:
             self._pending.pop(request_id, None)
+
+    async def _write(self, requests: list[router_pb2.RouteStreamRequest]) -> None:
+        await self._call.write(router_pb2.RouteStreamRequests(requests=requests))
+
+    def _not_sent(self, requests: list[router_pb2.RouteStreamRequest], error: Exception) -> None:
+        """A write failed: the stream is over (or half-closed), and the router never saw these."""
+        self.open = False
+        for request in requests:
+            waiting = self._pending.pop(request.id, None)
+            if waiting is not None and not waiting.done():
+                waiting.set_exception(_ended_by(error))
 
     async def _read(self) -> None:
         error: grpc.aio.AioRpcError | None = None
         try:
-            while (answer := await self._call.read()) is not grpc.aio.EOF:
-                assert isinstance(answer, router_pb2.RouteStreamResponse)
-                waiting = self._pending.pop(answer.id, None)
-                if waiting is not None and not waiting.done():
-                    waiting.set_result(answer)
+            while (message := await self._call.read()) is not grpc.aio.EOF:
+                assert isinstance(message, router_pb2.RouteStreamResponses)
+                for answer in message.responses:
+                    waiting = self._pending.pop(answer.id, None)
+                    if waiting is not None and not waiting.done():
+                        waiting.set_result(answer)
         except grpc.aio.AioRpcError as exc:
             error = exc
             if exc.code() != grpc.StatusCode.CANCELLED:
@@ -95,9 +113,9 @@ class _Stream:
         Cancelled (nobody waits any longer), it ends the call at once."""
         self.open = False
         try:
-            async with self._writing:
-                with contextlib.suppress(grpc.aio.AioRpcError, grpc.aio.UsageError, grpc.aio.InternalError):
-                    await self._call.done_writing()  # (unless it is already over)
+            await self._outbox.flushed()  # nothing is queued after this: the stream takes no requests
+            with contextlib.suppress(*_WRITE_ERRORS):
+                await self._call.done_writing()  # (unless it is already over)
             await self.reader
         except asyncio.CancelledError:
             self._call.cancel()

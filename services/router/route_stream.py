@@ -2,7 +2,8 @@
 
 A grpc.aio stream message costs about half a unary call (no call set-up, no per-call metadata), so the
 gateway keeps a few streams open and sends every Route on them. Requests on a stream are decided
-concurrently and answered as each is decided; the answer carries the request's id.
+concurrently and answered as each is decided; the answer carries the request's id. Answers decided
+while the previous message is being written go out together in the next one.
 
 Every request the router has read is answered, also when the caller retires the stream (half-close:
 the call then ends OK) and when the server stops (the stream ends UNAVAILABLE once its answers are out).
@@ -14,12 +15,14 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TypeAlias
 
 import grpc
 import grpc.aio
 from opentelemetry.trace import SpanKind, Tracer
 
+from common.coalesce import CoalescingWriter
 from common.errors import ModelRouterError
 from common.telemetry import extract_context
 from modelrouter.router.v1 import router_pb2
@@ -28,11 +31,17 @@ from router.grpc_errors import ROUTER_SERVICE, route_error
 log = logging.getLogger(__name__)
 
 Decide = Callable[[router_pb2.RouteRequest], Awaitable[router_pb2.RouteResponse]]
-StreamContext: TypeAlias = grpc.aio.ServicerContext[router_pb2.RouteStreamRequest, router_pb2.RouteStreamResponse]
+StreamContext: TypeAlias = grpc.aio.ServicerContext[router_pb2.RouteStreamRequests, router_pb2.RouteStreamResponses]
 
 # Same name as a unary Route's span: a trace reads the same whichever way the gateway asked.
 ROUTE_SPAN = f"/{ROUTER_SERVICE}/Route"
 _INTERNAL = router_pb2.RouteError(grpc_code=grpc.StatusCode.UNKNOWN.value[0], message="The router failed.")
+
+
+@dataclass(slots=True)
+class _OpenStream:
+    answering: set[asyncio.Task[None]]  # answers being decided
+    outbox: CoalescingWriter[router_pb2.RouteStreamResponse]
 
 
 class RouteStreams:
@@ -41,54 +50,61 @@ class RouteStreams:
     def __init__(self, decide: Decide, tracer: Callable[[], Tracer]) -> None:
         self._decide = decide
         self._tracer = tracer  # looked up per request: the server may install its own after construction
-        self._open: dict[StreamContext, set[asyncio.Task[None]]] = {}  # each open stream's answers being made
+        self._open: dict[StreamContext, _OpenStream] = {}
 
     async def serve(self, context: StreamContext) -> None:
         """The body of one RouteStream call: read until the caller half-closes, answer everything read."""
-        answering: set[asyncio.Task[None]] = set()
-        self._open[context] = answering
-        writing = asyncio.Lock()  # grpc.aio allows one write in flight per call
+
+        async def write(answers: list[router_pb2.RouteStreamResponse]) -> None:
+            await context.write(router_pb2.RouteStreamResponses(responses=answers))
+
+        stream = self._open[context] = _OpenStream(set(), CoalescingWriter(write, _undelivered))
         try:
             while (message := await context.read()) is not grpc.aio.EOF:
-                assert isinstance(message, router_pb2.RouteStreamRequest)
-                task = asyncio.create_task(self._answer(message, context, writing))
-                answering.add(task)
-                task.add_done_callback(answering.discard)
-            if answering:
-                await asyncio.wait(answering)
+                assert isinstance(message, router_pb2.RouteStreamRequests)
+                for request in message.requests:
+                    task = asyncio.create_task(self._answer(request, stream.outbox))
+                    stream.answering.add(task)
+                    task.add_done_callback(stream.answering.discard)
+            await _answered(stream)
         finally:
             self._open.pop(context, None)
 
     async def _answer(
-        self, message: router_pb2.RouteStreamRequest, context: StreamContext, writing: asyncio.Lock
+        self, request: router_pb2.RouteStreamRequest, outbox: CoalescingWriter[router_pb2.RouteStreamResponse]
     ) -> None:
-        answer = await self._decided(message)
-        async with writing:
-            try:
-                await context.write(answer)
-            except (grpc.aio.AioRpcError, grpc.aio.UsageError, grpc.aio.AbortError, grpc.aio.InternalError) as exc:
-                # The caller is gone; its request is retried elsewhere or was abandoned.
-                log.debug("route %d: answer not delivered: %r", message.id, exc)
+        outbox.put(await self._decided(request))
 
-    async def _decided(self, message: router_pb2.RouteStreamRequest) -> router_pb2.RouteStreamResponse:
-        parent = extract_context({"traceparent": message.traceparent}) if message.traceparent else None
+    async def _decided(self, request: router_pb2.RouteStreamRequest) -> router_pb2.RouteStreamResponse:
+        parent = extract_context({"traceparent": request.traceparent}) if request.traceparent else None
         with self._tracer().start_as_current_span(
             ROUTE_SPAN, context=parent, kind=SpanKind.SERVER, attributes={"rpc.system": "grpc"}
         ) as span:
             try:
-                return router_pb2.RouteStreamResponse(id=message.id, route=await self._decide(message.route))
+                return router_pb2.RouteStreamResponse(id=request.id, route=await self._decide(request.route))
             except ModelRouterError as exc:
                 span.set_attribute("rpc.grpc.status_code", exc.grpc_code.value[0])
-                return router_pb2.RouteStreamResponse(id=message.id, error=route_error(exc))
+                return router_pb2.RouteStreamResponse(id=request.id, error=route_error(exc))
             except Exception:  # one bad request must not end a stream that carries everyone's
-                log.exception("route %d failed", message.id)
-                return router_pb2.RouteStreamResponse(id=message.id, error=_INTERNAL)
+                log.exception("route %d failed", request.id)
+                return router_pb2.RouteStreamResponse(id=request.id, error=_INTERNAL)
 
     async def close(self) -> None:
         """End every open stream once the answers owed on it are sent (UNAVAILABLE: its caller
         reopens one, on another replica, and sends again what this one had not read)."""
-        for context, answering in list(self._open.items()):
-            while answering:
-                await asyncio.wait(set(answering))
+        for context, stream in list(self._open.items()):
+            await _answered(stream)
             with contextlib.suppress(grpc.aio.AbortError, grpc.aio.UsageError, grpc.aio.InternalError):
                 await context.abort(grpc.StatusCode.UNAVAILABLE, "The router is stopping.")
+
+
+async def _answered(stream: _OpenStream) -> None:
+    """Every request read on ``stream`` decided, and its answer written (or found undeliverable)."""
+    while stream.answering:
+        await asyncio.wait(set(stream.answering))
+    await stream.outbox.flushed()
+
+
+def _undelivered(answers: list[router_pb2.RouteStreamResponse], error: Exception) -> None:
+    # The caller is gone; its requests are retried elsewhere or were abandoned.
+    log.debug("%d route answers not delivered: %r", len(answers), error)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -33,17 +34,26 @@ pytestmark = pytest.mark.integration
 
 def ask(
     request_id: int, model: str, exclude: tuple[str, ...] = (), traceparent: str = ""
-) -> router_pb2.RouteStreamRequest:
+) -> router_pb2.RouteStreamRequests:
+    """A stream message carrying one request (``together`` puts several in one)."""
     route = router_pb2.RouteRequest(model=model, exclude_deployments=exclude)
-    return router_pb2.RouteStreamRequest(id=request_id, route=route, traceparent=traceparent)
+    return router_pb2.RouteStreamRequests(
+        requests=[router_pb2.RouteStreamRequest(id=request_id, route=route, traceparent=traceparent)]
+    )
+
+
+def together(*messages: router_pb2.RouteStreamRequests) -> router_pb2.RouteStreamRequests:
+    return router_pb2.RouteStreamRequests(requests=[r for m in messages for r in m.requests])
 
 
 async def answers(call: grpc.aio.StreamStreamCall, n: int) -> dict[int, router_pb2.RouteStreamResponse]:
+    """The next ``n`` answers, by request id, however the router batched them."""
     out: dict[int, router_pb2.RouteStreamResponse] = {}
-    for _ in range(n):
-        answer = await asyncio.wait_for(call.read(), timeout=5)
-        assert isinstance(answer, router_pb2.RouteStreamResponse)
-        out[answer.id] = answer
+    while len(out) < n:
+        message = await asyncio.wait_for(call.read(), timeout=5)
+        assert isinstance(message, router_pb2.RouteStreamResponses) and message.responses
+        out.update((answer.id, answer) for answer in message.responses)
+    assert len(out) == n
     return out
 
 
@@ -54,8 +64,7 @@ async def test_one_stream_answers_each_request_by_id_then_ends_ok_on_half_close(
     main, backup = router.ids
     call = router.stub.RouteStream()
     await call.write(ask(7, router.model))
-    await call.write(ask(8, "no-such-model"))
-    await call.write(ask(9, router.model, exclude=(main,)))
+    await call.write(together(ask(8, "no-such-model"), ask(9, router.model, exclude=(main,))))
     await call.write(ask(10, router.model, exclude=(main, backup)))
     got = await answers(call, 4)
     assert got[7].route.target.deployment_id == main
@@ -236,6 +245,54 @@ async def test_requests_in_flight_when_the_router_stops_are_answered(
         assert [(await r).target.deployment_id for r in routing] == [f"{unique}-main"] * 8
     finally:
         await client.close()
+
+
+class CountingServicer(RouterServicer):
+    """Counts the RouteStream messages it reads and writes, and the requests and answers in them;
+    decides after 50 ms, so many answers are ready at once."""
+
+    counts: Counter[str] = Counter()
+
+    async def _route(self, request: router_pb2.RouteRequest) -> router_pb2.RouteResponse:
+        await asyncio.sleep(0.05)
+        return await super()._route(request)
+
+    async def RouteStream(self, request_iterator: object, context: StreamContext) -> None:
+        await self.streams.serve(_Counted(context, type(self).counts))  # type: ignore[arg-type]
+
+
+class _Counted:
+    def __init__(self, context: StreamContext, counts: Counter[str]) -> None:
+        self._context, self._counts = context, counts
+
+    async def read(self) -> object:
+        message = await self._context.read()
+        if isinstance(message, router_pb2.RouteStreamRequests):
+            self._counts.update(messages_read=1, requests=len(message.requests))
+        return message
+
+    async def write(self, message: router_pb2.RouteStreamResponses) -> None:
+        self._counts.update(messages_written=1, answers=len(message.responses))
+        await self._context.write(message)
+
+    async def abort(self, code: grpc.StatusCode, details: str) -> None:
+        await self._context.abort(code, details)
+
+
+async def test_requests_and_answers_that_queue_behind_a_write_share_the_next_message(
+    servers: list[RouterServer], redis: Redis, unique: str
+) -> None:
+    CountingServicer.counts.clear()
+    server = await start_router(redis, unique, servicer_class=CountingServicer)
+    servers.append(server)
+    request = router_pb2.RouteRequest(model=f"chat-{unique}")
+    async with stream_pool(f"127.0.0.1:{server.port}", streams=1) as pool:
+        routed = await asyncio.gather(*(pool.route(request, "", 5) for _ in range(40)))
+    assert [r.route.target.deployment_id for r in routed] == [f"{unique}-main"] * 40
+    counts = CountingServicer.counts
+    assert counts["requests"] == counts["answers"] == 40
+    # One message each way per request without coalescing; these all queued at once.
+    assert counts["messages_read"] <= 2 and counts["messages_written"] < 10, counts
 
 
 class FirstStreamMisbehaves(RouterServicer):
