@@ -102,7 +102,7 @@ def _same(message: bytes) -> bytes:
 
 
 async def grpc_hops() -> list[Hop]:
-    """A unary call, and one message each way on an open bidirectional stream (the router's RouteStream)."""
+    """A unary call, and one message each way on an open bidirectional stream (the router's RouteBatchStream)."""
     server = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bench.hops", "--grpc-server", stdout=asyncio.subprocess.PIPE
     )

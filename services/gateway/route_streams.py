@@ -1,4 +1,4 @@
-"""The gateway's Route calls, sent over a few long-lived RouteStreams (``router.route_stream``).
+"""The gateway's Route calls, sent over a few long-lived RouteBatchStreams (``router.route_stream``).
 
 A stream message costs about half a grpc.aio unary call, on both sides. Each request gets an id on
 its stream and goes out in the stream's next message (requests queued while a message is being
@@ -54,7 +54,7 @@ class _Stream:
     __slots__ = ("_call", "_next_id", "_outbox", "_pending", "born", "open", "reader")
 
     def __init__(self, stub: router_pb2_grpc.RouterStub) -> None:
-        self._call = stub.RouteStream()
+        self._call = stub.RouteBatchStream()
         self._pending: dict[int, asyncio.Future[router_pb2.RouteStreamResponse]] = {}
         self._outbox = CoalescingWriter(self._write, self._not_sent)
         self._next_id = 0

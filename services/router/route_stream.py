@@ -1,4 +1,5 @@
-"""RouteStream: many Route calls on one long-lived gRPC stream, the gateway's hot path.
+"""RouteBatchStream: many Route calls on one long-lived gRPC stream, the gateway's hot path (and
+RouteStream, the same one request per message, for gateways from before it).
 
 A grpc.aio stream message costs about half a unary call (no call set-up, no per-call metadata), so the
 gateway keeps a few streams open and sends every Route on them. Requests on a stream are decided
@@ -16,7 +17,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import grpc
 import grpc.aio
@@ -31,7 +32,8 @@ from router.grpc_errors import ROUTER_SERVICE, route_error
 log = logging.getLogger(__name__)
 
 Decide = Callable[[router_pb2.RouteRequest], Awaitable[router_pb2.RouteResponse]]
-StreamContext: TypeAlias = grpc.aio.ServicerContext[router_pb2.RouteStreamRequests, router_pb2.RouteStreamResponses]
+# RouteBatchStream's, or the one-per-message RouteStream's
+StreamContext: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 
 # Same name as a unary Route's span: a trace reads the same whichever way the gateway asked.
 ROUTE_SPAN = f"/{ROUTER_SERVICE}/Route"
@@ -52,17 +54,22 @@ class RouteStreams:
         self._tracer = tracer  # looked up per request: the server may install its own after construction
         self._open: dict[StreamContext, _OpenStream] = {}
 
-    async def serve(self, context: StreamContext) -> None:
-        """The body of one RouteStream call: read until the caller half-closes, answer everything read."""
+    async def serve(self, context: StreamContext, batched: bool = True) -> None:
+        """The body of one RouteBatchStream call (``batched``) or RouteStream call: read until the
+        caller half-closes, answer everything read."""
 
         async def write(answers: list[router_pb2.RouteStreamResponse]) -> None:
-            await context.write(router_pb2.RouteStreamResponses(responses=answers))
+            if batched:
+                await context.write(router_pb2.RouteStreamResponses(responses=answers))
+            else:
+                for answer in answers:
+                    await context.write(answer)
 
         stream = self._open[context] = _OpenStream(set(), CoalescingWriter(write, _undelivered))
         try:
             while (message := await context.read()) is not grpc.aio.EOF:
-                assert isinstance(message, router_pb2.RouteStreamRequests)
-                for request in message.requests:
+                requests = message.requests if batched else [message]
+                for request in requests:
                     task = asyncio.create_task(self._answer(request, stream.outbox))
                     stream.answering.add(task)
                     task.add_done_callback(stream.answering.discard)

@@ -37,8 +37,11 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
     ) -> router_pb2.RouteResponse:
         return await self._route(request)
 
-    async def RouteStream(self, request_iterator: object, context: StreamContext) -> None:
+    async def RouteBatchStream(self, request_iterator: object, context: StreamContext) -> None:
         await self.streams.serve(context)
+
+    async def RouteStream(self, request_iterator: object, context: StreamContext) -> None:
+        await self.streams.serve(context, batched=False)
 
     async def _route(self, request: router_pb2.RouteRequest) -> router_pb2.RouteResponse:
         candidates = self._catalog.candidates(request.model, request.exclude_deployments)

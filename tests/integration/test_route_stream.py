@@ -1,4 +1,4 @@
-"""RouteStream, the gateway's hot path to the router: many Route calls on one gRPC stream, over the
+"""RouteBatchStream, the gateway's hot path to the router: many Route calls on one gRPC stream, over the
 real grpc.aio server and Redis. Both ends: the router's answers, and the gateway's stream pool and
 RouterClient on top of it (demultiplexing, errors, retiring, a router that stops or restarts)."""
 
@@ -21,7 +21,7 @@ from common.config import parse_config
 from common.errors import NoHealthyTargetError, NotFoundError, RateLimitError
 from gateway.route_streams import RouteStreamPool, StreamEnded
 from gateway.router_client import RouterClient
-from modelrouter.router.v1 import router_pb2
+from modelrouter.router.v1 import router_pb2, router_pb2_grpc
 from router.route_stream import StreamContext
 from router.selection import Catalog
 from router.server import RouterServer
@@ -62,7 +62,7 @@ async def answers(call: grpc.aio.StreamStreamCall, n: int) -> dict[int, router_p
 
 async def test_one_stream_answers_each_request_by_id_then_ends_ok_on_half_close(router: RunningRouter) -> None:
     main, backup = router.ids
-    call = router.stub.RouteStream()
+    call = router.stub.RouteBatchStream()
     await call.write(ask(7, router.model))
     await call.write(together(ask(8, "no-such-model"), ask(9, router.model, exclude=(main,))))
     await call.write(ask(10, router.model, exclude=(main, backup)))
@@ -78,8 +78,27 @@ async def test_one_stream_answers_each_request_by_id_then_ends_ok_on_half_close(
     assert await call.code() == grpc.StatusCode.OK
 
 
-async def test_over_limit_answer_carries_retry_after(router: RunningRouter) -> None:
+async def test_the_one_request_per_message_stream_of_older_gateways_is_still_served(router: RunningRouter) -> None:
+    """RouteStream, as gateways from before RouteBatchStream call it (a rolling upgrade runs both)."""
+    main, backup = router.ids
     call = router.stub.RouteStream()
+    for message in (ask(1, router.model), ask(2, "no-such-model"), ask(3, router.model, exclude=(main,))):
+        await call.write(message.requests[0])
+    got: dict[int, router_pb2.RouteStreamResponse] = {}
+    for _ in range(3):
+        answer = await asyncio.wait_for(call.read(), timeout=5)
+        assert isinstance(answer, router_pb2.RouteStreamResponse)
+        got[answer.id] = answer
+    assert got[1].route.target.deployment_id == main
+    assert got[2].error.grpc_code == grpc.StatusCode.NOT_FOUND.value[0]
+    assert got[3].route.target.deployment_id == backup
+    await call.done_writing()
+    assert await asyncio.wait_for(call.read(), timeout=5) is grpc.aio.EOF
+    assert await call.code() == grpc.StatusCode.OK
+
+
+async def test_over_limit_answer_carries_retry_after(router: RunningRouter) -> None:
+    call = router.stub.RouteBatchStream()
     await call.write(ask(1, router.tiny_model))
     assert (await answers(call, 1))[1].HasField("route")
     await call.write(ask(2, router.tiny_model))
@@ -91,7 +110,7 @@ async def test_over_limit_answer_carries_retry_after(router: RunningRouter) -> N
 
 async def test_each_streamed_route_gets_a_server_span_in_the_senders_trace(router: RunningRouter) -> None:
     trace_id, parent_id = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
-    call = router.stub.RouteStream()
+    call = router.stub.RouteBatchStream()
     await call.write(ask(1, router.model, traceparent=f"00-{trace_id}-{parent_id}-01"))
     await call.write(ask(2, router.model))
     await answers(call, 2)
@@ -105,7 +124,7 @@ async def test_each_streamed_route_gets_a_server_span_in_the_senders_trace(route
 
 
 async def test_stopping_the_server_ends_open_streams_at_once(router: RunningRouter) -> None:
-    call = router.stub.RouteStream()
+    call = router.stub.RouteBatchStream()
     await call.write(ask(1, router.model))
     await answers(call, 1)
     started = time.perf_counter()
@@ -257,7 +276,7 @@ class CountingServicer(RouterServicer):
         await asyncio.sleep(0.05)
         return await super()._route(request)
 
-    async def RouteStream(self, request_iterator: object, context: StreamContext) -> None:
+    async def RouteBatchStream(self, request_iterator: object, context: StreamContext) -> None:
         await self.streams.serve(_Counted(context, type(self).counts))  # type: ignore[arg-type]
 
 
@@ -295,6 +314,28 @@ async def test_requests_and_answers_that_queue_behind_a_write_share_the_next_mes
     assert counts["messages_read"] <= 2 and counts["messages_written"] < 10, counts
 
 
+class OlderRouter(RouterServicer):
+    """A router from before RouteBatchStream: the generated servicer's UNIMPLEMENTED answers it."""
+
+    async def RouteBatchStream(self, request_iterator: object, context: StreamContext) -> None:
+        router_pb2_grpc.RouterServicer.RouteBatchStream(self, request_iterator, context)  # type: ignore[arg-type]
+
+
+async def test_a_gateway_ahead_of_its_router_fails_its_routes_as_router_unavailable(
+    servers: list[RouterServer], redis: Redis, unique: str
+) -> None:
+    """What docs/deploy.md warns of when gateways are upgraded before routers."""
+    server = await start_router(redis, unique, servicer_class=OlderRouter)
+    servers.append(server)
+    client = RouterClient(f"127.0.0.1:{server.port}")
+    try:
+        with pytest.raises(NoHealthyTargetError) as refused:
+            await client.route(f"chat-{unique}", "k", 5, [])
+        assert refused.value.code == "router_unavailable"
+    finally:
+        await client.close()
+
+
 class FirstStreamMisbehaves(RouterServicer):
     """The first RouteStream of a subclass does ``misbehave``; later ones work."""
 
@@ -303,11 +344,11 @@ class FirstStreamMisbehaves(RouterServicer):
     async def misbehave(self, context: StreamContext) -> None:
         raise NotImplementedError
 
-    async def RouteStream(self, request_iterator: object, context: StreamContext) -> None:
+    async def RouteBatchStream(self, request_iterator: object, context: StreamContext) -> None:
         if not type(self).misbehaved:
             type(self).misbehaved += 1
             await self.misbehave(context)
-        await super().RouteStream(request_iterator, context)
+        await super().RouteBatchStream(request_iterator, context)
 
 
 class FirstStreamBreaks(FirstStreamMisbehaves):
