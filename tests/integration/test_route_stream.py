@@ -203,6 +203,20 @@ async def start_router(
     return server
 
 
+@asynccontextmanager
+async def client_of(
+    servers: list[RouterServer], redis: Redis, unique: str, servicer_class: type[RouterServicer]
+) -> AsyncIterator[tuple[RouterServer, RouterClient]]:
+    """A router serving ``servicer_class`` (stopped with ``servers``) and a gateway's client of it."""
+    server = await start_router(redis, unique, servicer_class=servicer_class)
+    servers.append(server)
+    client = RouterClient(f"127.0.0.1:{server.port}")
+    try:
+        yield server, client
+    finally:
+        await client.close()
+
+
 @pytest.fixture
 async def servers() -> AsyncIterator[list[RouterServer]]:
     started: list[RouterServer] = []
@@ -254,16 +268,11 @@ class SlowServicer(RouterServicer):
 async def test_requests_in_flight_when_the_router_stops_are_answered(
     servers: list[RouterServer], redis: Redis, unique: str
 ) -> None:
-    server = await start_router(redis, unique, servicer_class=SlowServicer)
-    servers.append(server)
-    client = RouterClient(f"127.0.0.1:{server.port}")
-    try:
+    async with client_of(servers, redis, unique, SlowServicer) as (server, client):
         routing = [asyncio.create_task(client.route(f"chat-{unique}", "k", 5, [])) for _ in range(8)]
         await asyncio.sleep(0.1)  # read by the router, not yet decided
         await server.stop(grace_s=5)
         assert [(await r).target.deployment_id for r in routing] == [f"{unique}-main"] * 8
-    finally:
-        await client.close()
 
 
 class CountingServicer(RouterServicer):
@@ -325,15 +334,10 @@ async def test_a_gateway_ahead_of_its_router_fails_its_routes_as_router_unavaila
     servers: list[RouterServer], redis: Redis, unique: str
 ) -> None:
     """What docs/deploy.md warns of when gateways are upgraded before routers."""
-    server = await start_router(redis, unique, servicer_class=OlderRouter)
-    servers.append(server)
-    client = RouterClient(f"127.0.0.1:{server.port}")
-    try:
+    async with client_of(servers, redis, unique, OlderRouter) as (_, client):
         with pytest.raises(NoHealthyTargetError) as refused:
             await client.route(f"chat-{unique}", "k", 5, [])
         assert refused.value.code == "router_unavailable"
-    finally:
-        await client.close()
 
 
 class FirstStreamMisbehaves(RouterServicer):
