@@ -47,10 +47,14 @@ def together(*messages: router_pb2.RouteStreamRequests) -> router_pb2.RouteStrea
 
 
 async def answers(call: grpc.aio.StreamStreamCall, n: int) -> dict[int, router_pb2.RouteStreamResponse]:
-    """The next ``n`` answers, by request id, however the router batched them."""
+    """The next ``n`` answers, by request id, however the router batched them (one per message on
+    the older RouteStream)."""
     out: dict[int, router_pb2.RouteStreamResponse] = {}
     while len(out) < n:
         message = await asyncio.wait_for(call.read(), timeout=5)
+        if isinstance(message, router_pb2.RouteStreamResponse):
+            out[message.id] = message
+            continue
         assert isinstance(message, router_pb2.RouteStreamResponses) and message.responses
         out.update((answer.id, answer) for answer in message.responses)
     assert len(out) == n
@@ -84,11 +88,7 @@ async def test_the_one_request_per_message_stream_of_older_gateways_is_still_ser
     call = router.stub.RouteStream()
     for message in (ask(1, router.model), ask(2, "no-such-model"), ask(3, router.model, exclude=(main,))):
         await call.write(message.requests[0])
-    got: dict[int, router_pb2.RouteStreamResponse] = {}
-    for _ in range(3):
-        answer = await asyncio.wait_for(call.read(), timeout=5)
-        assert isinstance(answer, router_pb2.RouteStreamResponse)
-        got[answer.id] = answer
+    got = await answers(call, 3)
     assert got[1].route.target.deployment_id == main
     assert got[2].error.grpc_code == grpc.StatusCode.NOT_FOUND.value[0]
     assert got[3].route.target.deployment_id == backup
