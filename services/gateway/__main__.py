@@ -1,3 +1,8 @@
-from gateway.main import main
+from common.grpc_io import use_iomgr_io
 
-main()
+use_iomgr_io()
+
+from gateway.main import main  # noqa: E402  (grpc must load after the line above)
+
+if __name__ == "__main__":
+    main()

@@ -1,4 +1,8 @@
-from router.main import main
+from common.grpc_io import use_iomgr_io
+
+use_iomgr_io()
+
+from router.main import main  # noqa: E402  (grpc must load after the line above)
 
 if __name__ == "__main__":
     main()
