@@ -23,16 +23,15 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
-import grpc
 import nats
 import uvloop
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from nats.aio.msg import Msg
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind
 from redis.asyncio import Redis
 
 from bench.machine import python_speed_us
+from common.grpc_io import use_iomgr_io
 
 CALLS = 2000  # per hop (five times as many for the cheap ones); --calls changes it
 IDLE_S = 0.02  # the pause before each call of the "after the last" rows
@@ -103,6 +102,9 @@ def _same(message: bytes) -> bytes:
 
 async def grpc_hops() -> list[Hop]:
     """A unary call, and one message each way on an open bidirectional stream (the router's RouteBatchStream)."""
+    import grpc  # loaded by main(), after use_iomgr_io()
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
     server = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bench.hops", "--grpc-server", stdout=asyncio.subprocess.PIPE
     )
@@ -136,24 +138,24 @@ async def grpc_hops() -> list[Hop]:
         await server.wait()
 
 
-class _Echo(grpc.GenericRpcHandler):
-    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
-        if handler_call_details.method != _ECHO:
-            return None
-
-        async def echo(messages: AsyncIterator[bytes], context: object) -> AsyncIterator[bytes]:
-            async for message in messages:
-                yield message
-
-        return grpc.stream_stream_rpc_method_handler(echo, _same, _same)
-
-
 async def _grpc_server() -> None:
-    from grpc_health.v1 import health
+    import grpc
+    from grpc_health.v1 import health, health_pb2_grpc
+
+    class Echo(grpc.GenericRpcHandler):
+        def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+            if handler_call_details.method != _ECHO:
+                return None
+
+            async def echo(messages: AsyncIterator[bytes], context: object) -> AsyncIterator[bytes]:
+                async for message in messages:
+                    yield message
+
+            return grpc.stream_stream_rpc_method_handler(echo, _same, _same)
 
     server = grpc.aio.server()
     health_pb2_grpc.add_HealthServicer_to_server(health.aio.HealthServicer(), server)
-    server.add_generic_rpc_handlers((_Echo(),))
+    server.add_generic_rpc_handlers((Echo(),))
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     print(port, flush=True)
@@ -227,6 +229,7 @@ async def run() -> list[Hop]:
 def main(argv: list[str] | None = None) -> int:
     global CALLS
     args = sys.argv[1:] if argv is None else argv
+    use_iomgr_io()  # gRPC's I/O engine as the gateway and router run it; the server process inherits it
     if args == ["--grpc-server"]:
         uvloop.run(_grpc_server())
         return 0
@@ -234,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         CALLS = int(args[1])
     speed = python_speed_us()  # the machine's pace right now: on a shared VM it drifts
     hops = uvloop.run(run())
-    print(f"`sum(range(1000))` takes {speed:.1f} µs here now\n")
+    print(f"`sum(range(1000))` takes {speed:.1f} µs here now; GRPC_EXPERIMENTS={os.environ['GRPC_EXPERIMENTS']}\n")
     print("| hop | p50 ms | client CPU ms per call |\n|---|---|---|")
     for hop in hops:
         print(f"| {hop.name} | {hop.p50_ms:.3f} | {hop.client_cpu_ms:.3f} |")
