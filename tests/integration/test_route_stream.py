@@ -286,6 +286,7 @@ class CountingServicer(RouterServicer):
         return await super()._route(request)
 
     async def RouteBatchStream(self, request_iterator: object, context: StreamContext) -> None:
+        type(self).counts.update(streams=1)
         await self.streams.serve(_Counted(context, type(self).counts))  # type: ignore[arg-type]
 
 
@@ -321,6 +322,22 @@ async def test_requests_and_answers_that_queue_behind_a_write_share_the_next_mes
     assert counts["requests"] == counts["answers"] == 40
     # One message each way per request without coalescing; these all queued at once.
     assert counts["messages_read"] <= 2 and counts["messages_written"] < 10, counts
+
+
+async def test_a_stream_takes_requests_until_it_has_fill_in_flight_then_the_next_one_does(
+    servers: list[RouterServer], redis: Redis, unique: str
+) -> None:
+    CountingServicer.counts.clear()
+    server = await start_router(redis, unique, servicer_class=CountingServicer)
+    servers.append(server)
+    request = router_pb2.RouteRequest(model=f"chat-{unique}")
+    async with stream_pool(f"127.0.0.1:{server.port}", streams=4, fill=8) as pool:
+        light = await asyncio.gather(*(pool.route(request, "", 5) for _ in range(8)))
+        assert CountingServicer.counts["streams"] == 1  # a light load shares one stream's messages
+        heavy = await asyncio.gather(*(pool.route(request, "", 5) for _ in range(40)))
+        assert CountingServicer.counts["streams"] == 4  # past 8 in flight each, every stream takes its share
+    assert [r.route.target.deployment_id for r in light + heavy] == [f"{unique}-main"] * 48
+    assert CountingServicer.counts["requests"] == CountingServicer.counts["answers"] == 48
 
 
 class OlderRouter(RouterServicer):
