@@ -6,7 +6,16 @@ from collections.abc import Callable
 
 from bench.machine import BUSY_CORES
 from bench.results import BenchResults
-from bench.summary import added, cpu_per_1k, goals, load_spread, stream_added, stream_spread
+from bench.summary import (
+    LITELLM_REFERENCE_P50_MS,
+    added,
+    cpu_per_1k,
+    goals,
+    litellm_pace,
+    load_spread,
+    stream_added,
+    stream_spread,
+)
 from bench.targets import DIRECT, LITELLM
 
 Add = Callable[[str], None]
@@ -80,6 +89,11 @@ def _machine(add: Add, results: BenchResults) -> None:
     add(f"- Load generator: {m.get('wrk')}; LiteLLM {m.get('litellm', 'not run')}")
     load = ", ".join(f"{v:.2f}" for v in m.get("load_average_at_start", []))
     add(f"- Load average at start: {load}; other work during the run: {m.get('other_load_cores', 0):.2f} cores")
+    if (pace := litellm_pace(results)) is not None:
+        add(
+            f"- Pace: LiteLLM's c=1 p50 is {pace[0]:.2f} ms in this run against {LITELLM_REFERENCE_P50_MS} ms "
+            f"when the goals were set, so everything here ran about {pace[1]:.1f}x as long as then"
+        )
     add(f"- Run took {results.duration_s:.0f} s")
     add("")
 

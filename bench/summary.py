@@ -15,6 +15,9 @@ THROUGHPUT_VS_LITELLM = 5.0
 ADDED_TTFT_MS = 2.0
 ADDED_STREAM_MS = 3.0
 RSS_GROWTH_PCT = 10.0
+# LiteLLM's c=1 p50 on this machine when the goals were set: a run's own LiteLLM p50 against it
+# says how fast the shared VM ran that day (its pace drifts by 2x between days).
+LITELLM_REFERENCE_P50_MS = 6.9
 
 
 def load_spread(rounds: list[LoadRound], field: str) -> Spread:
@@ -38,6 +41,15 @@ def stream_added(results: BenchResults, target: str, field: str) -> float | None
         return None
     pairs = zip(results.streaming[target], results.streaming[DIRECT], strict=False)
     return Spread.of([getattr(t, field) - getattr(d, field) for t, d in pairs]).median
+
+
+def litellm_pace(results: BenchResults) -> tuple[float, float] | None:
+    """LiteLLM's c=1 p50 in this run and how it compares with the reference (>1: a slower day)."""
+    rounds = results.latency.get(LITELLM)
+    if not rounds:
+        return None
+    p50 = load_spread(rounds, "p50_ms").median
+    return p50, p50 / LITELLM_REFERENCE_P50_MS
 
 
 def cpu_per_1k(rounds: list[LoadRound], process: str) -> Spread:

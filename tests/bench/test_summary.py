@@ -69,3 +69,11 @@ def test_report_marks_a_busy_machine_provisional() -> None:
     assert "**Provisional:**" in render(results, None)
     results.machine = {"other_load_cores": 0.05}
     assert "**Provisional:**" not in render(results, None)
+
+
+def test_report_says_how_fast_the_machine_ran_by_litellms_p50() -> None:
+    results = _results([1.1, 1.4, 1.2], 900, 101)  # LiteLLM's c=1 p50: 30 ms in every round
+    assert "LiteLLM's c=1 p50 is 30.00 ms in this run against 6.9 ms" in render(results, None)
+    assert "about 4.3x as long as then" in render(results, None)
+    del results.latency["litellm"]  # a run without LiteLLM has no such line
+    assert "LiteLLM's c=1 p50 is" not in render(results, None)
