@@ -308,12 +308,18 @@ class _Counted:
         await self._context.abort(code, details)
 
 
-async def test_requests_and_answers_that_queue_behind_a_write_share_the_next_message(
-    servers: list[RouterServer], redis: Redis, unique: str
-) -> None:
+async def start_counting_router(servers: list[RouterServer], redis: Redis, unique: str) -> RouterServer:
+    """A router whose servicer counts streams, messages, requests and answers (counts reset)."""
     CountingServicer.counts.clear()
     server = await start_router(redis, unique, servicer_class=CountingServicer)
     servers.append(server)
+    return server
+
+
+async def test_requests_and_answers_that_queue_behind_a_write_share_the_next_message(
+    servers: list[RouterServer], redis: Redis, unique: str
+) -> None:
+    server = await start_counting_router(servers, redis, unique)
     request = router_pb2.RouteRequest(model=f"chat-{unique}")
     async with stream_pool(f"127.0.0.1:{server.port}", streams=1) as pool:
         routed = await asyncio.gather(*(pool.route(request, "", 5) for _ in range(40)))
@@ -327,9 +333,7 @@ async def test_requests_and_answers_that_queue_behind_a_write_share_the_next_mes
 async def test_a_stream_takes_requests_until_it_has_fill_in_flight_then_the_next_one_does(
     servers: list[RouterServer], redis: Redis, unique: str
 ) -> None:
-    CountingServicer.counts.clear()
-    server = await start_router(redis, unique, servicer_class=CountingServicer)
-    servers.append(server)
+    server = await start_counting_router(servers, redis, unique)
     request = router_pb2.RouteRequest(model=f"chat-{unique}")
     async with stream_pool(f"127.0.0.1:{server.port}", streams=4, fill=8) as pool:
         light = await asyncio.gather(*(pool.route(request, "", 5) for _ in range(8)))
