@@ -3,7 +3,10 @@
     python -m bench.profile [--seconds 20] [--concurrency 16] [--stream]
 
 Writes the collapsed stacks (py-spy's ``raw`` format) per service under the workdir and a summary
-(top functions by own and by inclusive samples) to ``bench/results/profile-<date>[-stream].md``.
+(top functions by own and by inclusive samples) to ``bench/results/profile-<date>[-stream].md``, with
+each service's CPU from /proc over the same seconds. py-spy counts an event loop waiting in libuv's
+``epoll_pwait`` (and gRPC's poller in ``epoll_wait``) as on CPU: without ``--native`` that wait is
+part of ``Runner.run``'s own samples; with it, the summary leaves the waits out and says how many.
 """
 
 from __future__ import annotations
@@ -14,10 +17,12 @@ import re
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
+from bench import procstat
 from bench.environment import Upstream, running
 from bench.run import BENCH_DIR, DEFAULT_DATABASE
 from bench.wrk import WrkResult, run_wrk
@@ -27,6 +32,8 @@ TOP = 15
 # Frames from ModelRouter's own code (py-spy names files relative to their source root).
 LINE_NUMBER = re.compile(r":\d+\)$")
 OWN_CODE = ("gateway/", "router/", "workers/", "accounting/", "common/")
+# Native leaf frames of a thread blocked waiting for I/O, which py-spy does not recognise as idle.
+IDLE_WAITS = ("epoll_wait (", "epoll_pwait (", "epoll_pwait2 (")
 
 
 def py_spy() -> str:
@@ -53,16 +60,25 @@ def read_stacks(path: Path) -> Counter[tuple[str, ...]]:
     return stacks
 
 
-def summarize(name: str, stacks: Counter[tuple[str, ...]]) -> list[str]:
-    total = sum(stacks.values())
+def summarize(name: str, stacks: Counter[tuple[str, ...]], cpu: str = "") -> list[str]:
+    """Top functions of one service, by own and by inclusive samples; waits in epoll left out."""
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
+    waiting = 0
     for frames, count in stacks.items():
         functions = [_function(frame) for frame in frames]
+        if functions[-1].startswith(IDLE_WAITS):
+            waiting += count
+            continue
         own[functions[-1]] += count
         for function in set(functions):
             inclusive[function] += count
-    lines = [f"### {name} ({total} samples on CPU)", "", "| own % | function |", "|---|---|"]
+    total = max(1, sum(own.values()))
+    counted = f"{sum(own.values())} samples on CPU" + (f", {waiting} waiting in epoll left out" if waiting else "")
+    lines = [f"### {name} ({counted})", ""]
+    if cpu:
+        lines += [cpu, ""]
+    lines += ["| own % | function |", "|---|---|"]
     lines += [f"| {n / total * 100:.1f} | `{frame}` |" for frame, n in own.most_common(TOP)]
     lines += ["", "| inclusive % | function |", "|---|---|"]
     lines += [f"| {n / total * 100:.1f} | `{frame}` |" for frame, n in inclusive.most_common(TOP)]
@@ -70,6 +86,12 @@ def summarize(name: str, stacks: Counter[tuple[str, ...]]) -> list[str]:
     lines += ["", "| inclusive % | ModelRouter function |", "|---|---|"]
     lines += [f"| {n / total * 100:.1f} | `{frame}` |" for frame, n in ours[:TOP]]
     return [*lines, ""]
+
+
+def cpu_line(cpu_s: float, elapsed_s: float, rps: float) -> str:
+    """A service's CPU over the sampled seconds, as a share of a core and per request."""
+    per_request = f", {cpu_s / (rps * elapsed_s) * 1000:.2f} ms per request" if rps > 0 and elapsed_s > 0 else ""
+    return f"CPU (utime+stime from /proc): {cpu_s / elapsed_s:.2f} of a core{per_request}."
 
 
 def _function(frame: str) -> str:
@@ -103,6 +125,8 @@ def main() -> int:
             )
         )
         driver.start()
+        cpu_before = {name: procstat.cpu_seconds(pid) for name, pid in target.pids.items()}
+        started = time.monotonic()
         recorders = {
             name: record(pid, args.seconds, workdir / f"{name}.raw", args.native) for name, pid in target.pids.items()
         }
@@ -110,6 +134,8 @@ def main() -> int:
             _, err = proc.communicate()
             if proc.returncode != 0:
                 raise RuntimeError(f"py-spy failed on {name}: {err.decode(errors='replace')[-1000:]}")
+        elapsed = time.monotonic() - started
+        cpu_used = {name: procstat.cpu_seconds(pid) - cpu_before[name] for name, pid in target.pids.items()}
         driver.join()
     mode = "streamed" if args.stream else "plain"
     lines = [
@@ -118,11 +144,14 @@ def main() -> int:
         f"py-spy{' --native' if args.native else ''}, 100 Hz, {args.seconds} s per service, while wrk sent "
         f"{mode} requests at concurrency {args.concurrency}: {load[0].rps:.0f} req/s, p50 {load[0].p50_ms:.1f} ms, "
         f"{load[0].errors} errors. Raw stacks: `{workdir.relative_to(BENCH_DIR.parent)}`. "
-        "`Runner.run` as an own frame is time inside uvloop's and gRPC's C code (I/O, callbacks).",
+        "`Runner.run` as an own frame is time inside uvloop's and gRPC's C code (I/O, callbacks) and, "
+        "without `--native`, the loop's waits in epoll, which py-spy counts as on CPU: the CPU line "
+        "under each service (from /proc) is what it really used.",
         "",
     ]
     for name in recorders:
-        lines += summarize(name, read_stacks(workdir / f"{name}.raw"))
+        cpu = cpu_line(cpu_used[name], elapsed, load[0].rps)
+        lines += summarize(name, read_stacks(workdir / f"{name}.raw"), cpu)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     suffix = ("-stream" if args.stream else "") + ("-native" if args.native else "")
     out = args.out_dir / f"profile-{stamp:%Y-%m-%d}{suffix}.md"
