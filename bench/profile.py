@@ -73,8 +73,9 @@ def summarize(name: str, stacks: Counter[tuple[str, ...]], cpu: str = "") -> lis
         own[functions[-1]] += count
         for function in set(functions):
             inclusive[function] += count
-    total = max(1, sum(own.values()))
-    counted = f"{sum(own.values())} samples on CPU" + (f", {waiting} waiting in epoll left out" if waiting else "")
+    on_cpu = sum(own.values())
+    total = on_cpu or 1
+    counted = f"{on_cpu} samples on CPU" + (f", {waiting} waiting in epoll left out" if waiting else "")
     lines = [f"### {name} ({counted})", ""]
     if cpu:
         lines += [cpu, ""]
