@@ -331,6 +331,3 @@ def _tool_use(call: Any, param: str) -> dict[str, Any]:
         # Anthropic's tool_use input is an object; OpenAI's arguments are its JSON text.
         raise _bad(f"{param}.function.arguments must be a JSON object.", f"{param}.function.arguments")
     return {"type": "tool_use", "id": call["id"], "name": function["name"], "input": tool_input}
-
-
-# --- tools, tool_choice and JSON mode ---------------------------------------------------------------
