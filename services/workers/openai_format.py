@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from common.errors import InvalidRequestError
 from common.providers.base import ProviderCall, ProviderResponse, StreamChunk, Usage
 
 # OpenAI request fields that steer the gateway or describe the caller, never the generated text:
@@ -36,6 +37,18 @@ CALLER_FIELDS = frozenset(
         "prompt_cache_key",
     }
 )
+
+
+def json_schema_of(response_format: dict[str, Any]) -> dict[str, Any]:
+    """The schema of a ``json_schema`` response_format, for a provider that needs one to enforce it."""
+    spec = response_format.get("json_schema")
+    schema = spec.get("schema") if isinstance(spec, dict) else None
+    if not isinstance(schema, dict):
+        raise InvalidRequestError(
+            "response_format.json_schema.schema must be a JSON schema object.",
+            param="response_format.json_schema.schema",
+        )
+    return schema
 
 
 def usage_json(usage: Usage) -> dict[str, Any]:

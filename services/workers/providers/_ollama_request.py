@@ -20,7 +20,7 @@ import orjson
 
 from common.errors import InvalidRequestError, ModelRouterError
 from common.providers.base import ProviderCall
-from workers.openai_format import CALLER_FIELDS, embedding_inputs
+from workers.openai_format import CALLER_FIELDS, embedding_inputs, json_schema_of
 
 PROVIDER = "ollama"
 
@@ -254,14 +254,7 @@ def response_format(value: Any) -> Any:
     if kind == "json_object":
         return "json"
     if kind == "json_schema":
-        spec = value.get("json_schema")
-        schema = spec.get("schema") if isinstance(spec, dict) else None
-        if not isinstance(schema, dict):
-            raise InvalidRequestError(
-                "response_format.json_schema.schema must be a JSON schema object.",
-                param="response_format.json_schema.schema",
-            )
-        return schema
+        return json_schema_of(value)
     raise InvalidRequestError(f"response_format type {kind!r} is not supported by Ollama.", param="response_format")
 
 

@@ -33,7 +33,7 @@ from typing import Any
 
 from common.errors import InvalidRequestError, ModelRouterError
 from common.providers.base import Operation, ProviderCall
-from workers.openai_format import CALLER_FIELDS
+from workers.openai_format import CALLER_FIELDS, json_schema_of
 
 PROVIDER = "tgi"
 # TGI's default --max-stop-sequences: a template's own stops are added only while there is room.
@@ -194,14 +194,7 @@ def _grammar(value: Any) -> dict[str, Any] | None:
     if kind == "json_object":
         return {"type": "json", "value": {"type": "object"}}
     if kind == "json_schema":
-        spec = value.get("json_schema")
-        schema = spec.get("schema") if isinstance(spec, dict) else None
-        if not isinstance(schema, dict):
-            raise InvalidRequestError(
-                "response_format.json_schema.schema must be a JSON schema object.",
-                param="response_format.json_schema.schema",
-            )
-        return {"type": "json", "value": schema}
+        return {"type": "json", "value": json_schema_of(value)}
     raise InvalidRequestError(f"response_format type {kind!r} is not supported by TGI.", param="response_format")
 
 
