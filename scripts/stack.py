@@ -77,36 +77,52 @@ class Stack:
     python: str = sys.executable
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
+    # Which port each process of a service is told to listen on, and reached at for readiness.
+    ports_of: dict[str, int] = field(default_factory=dict)
+
     def start(self, services: tuple[str, ...] = SERVICES, timeout: float = 30.0) -> None:
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        base = service_env(self.ports, {**os.environ, **self.env})
         for service in services:
-            env = dict(base)
-            if port := _health_port(service, self.ports):
-                env["HEALTH_PORT"] = port
-            log = (self.log_dir / f"{service}.log").open("ab")
-            self.procs[service] = subprocess.Popen(
-                [self.python, "-m", service], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-            )
-            self.wait_ready(service, timeout)
+            port = {"gateway": self.ports.gateway, "router": self.ports.router}.get(service)
+            self._spawn(service, service, port or int(_health_port(service, self.ports) or 0), timeout)
 
-    def is_ready(self, service: str) -> bool:
-        if service == "router":
-            return _grpc_serving(f"127.0.0.1:{self.ports.router}")
+    def start_replica(self, service: str, name: str, port: int, timeout: float = 30.0) -> None:
+        """One more process of ``service`` beside the stack's (a second worker, a third gateway),
+        listening on ``port`` (its health port for workers and accounting), as ``procs[name]`` with
+        its own log; ``stop`` stops it with the rest."""
+        self._spawn(service, name, port, timeout)
+
+    def _spawn(self, service: str, name: str, port: int, timeout: float) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        env = service_env(self.ports, {**os.environ, **self.env})
         if service == "gateway":
-            return _http_ok(f"http://127.0.0.1:{self.ports.gateway}/ready")
-        return _http_ok(f"http://127.0.0.1:{_health_port(service, self.ports)}/ready")
+            env["GATEWAY_PORT"] = str(port)
+        elif service == "router":
+            env["ROUTER_LISTEN"] = f"127.0.0.1:{port}"
+        elif port:
+            env["HEALTH_PORT"] = str(port)
+        log = (self.log_dir / f"{name}.log").open("ab")
+        self.procs[name] = subprocess.Popen(
+            [self.python, "-m", service], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        self.ports_of[name] = port
+        self.wait_ready(name, timeout, service)
 
-    def wait_ready(self, service: str, timeout: float) -> None:
+    def is_ready(self, name: str, service: str | None = None) -> bool:
+        service, port = service or name, self.ports_of[name]
+        if service == "router":
+            return _grpc_serving(f"127.0.0.1:{port}")
+        return _http_ok(f"http://127.0.0.1:{port}/ready")
+
+    def wait_ready(self, name: str, timeout: float, service: str | None = None) -> None:
         deadline = time.monotonic() + timeout
-        proc = self.procs[service]
+        proc = self.procs[name]
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise RuntimeError(f"{service} exited with {proc.returncode}:\n{self.tail(service)}")
-            if self.is_ready(service):
+                raise RuntimeError(f"{name} exited with {proc.returncode}:\n{self.tail(name)}")
+            if self.is_ready(name, service):
                 return
             time.sleep(0.1)
-        raise RuntimeError(f"{service} not ready after {timeout}s:\n{self.tail(service)}")
+        raise RuntimeError(f"{name} not ready after {timeout}s:\n{self.tail(name)}")
 
     def tail(self, service: str, lines: int = 40) -> str:
         path = self.log_dir / f"{service}.log"

@@ -15,6 +15,7 @@ Each class knows its HTTP status, OpenAI error ``type``/``code`` and gRPC status
         ├── UpstreamTimeoutError          504 timeout
         ├── UpstreamRateLimitError        429 rate_limit_error      (retryable, retry_after_s)
         ├── UpstreamUnavailableError      503 api_error             (retryable: overloaded / 5xx)
+        │   └── WorkerLostError           503 api_error / worker_lost (retryable, not the deployment's fault)
         └── UpstreamBadRequestError       400 invalid_request_error (not retryable: the client's fault)
 """
 
@@ -116,6 +117,9 @@ class UpstreamError(ModelRouterError):
     default_code: ClassVar[str | None] = "upstream_error"
     grpc_code = grpc.StatusCode.UNAVAILABLE
     retryable = True
+    # Whether the deployment failed (so the router counts it towards a cooldown and a failover skips
+    # it), rather than something between the gateway and the upstream.
+    blames_deployment: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -151,6 +155,14 @@ class UpstreamUnavailableError(UpstreamError):
     status = 503
     type = "api_error"
     default_code = "upstream_unavailable"
+
+
+class WorkerLostError(UpstreamUnavailableError):
+    """The worker running a job fell silent past its heartbeats (killed, or cut off from NATS). The
+    deployment is not at fault: the same one may serve the request again, on another worker."""
+
+    default_code = "worker_lost"
+    blames_deployment = False
 
 
 class UpstreamBadRequestError(UpstreamError):

@@ -42,7 +42,8 @@ class GatewaySettings(CommonSettings):
     gateway_host: str = "127.0.0.1"
     gateway_port: int = Field(default=8000, ge=1, le=65535)
     api_keys: str = Field(default="", description="comma-separated client keys")
-    max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    # OpenAI takes images of up to 20 MB in a request, base64 inflating them by a third.
+    max_body_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
     # Longest silence from a worker (no accepted/chunk/result) before the request is failed.
     stall_timeout_s: float = Field(default=30.0, gt=0)
     # How long to wait for any worker to pick a job up.
@@ -65,6 +66,9 @@ class WorkerSettings(CommonSettings):
     # its 2 s wait for partial usage after a client leaves (a Cancel can only go out once the worker
     # has named itself), hence the 1 s cap.
     accept_delay_s: float = Field(default=0.1, ge=0, le=1.0)
+    # Once a job has named its worker, it sends something at least this often (a heartbeat when the
+    # upstream is quiet), so a gateway notices a dead worker after three silent intervals (1.5 s).
+    heartbeat_s: float = Field(default=0.5, gt=0, le=5.0)
     health_host: str = "127.0.0.1"
     health_port: int = Field(default=8081, ge=0, le=65535)
 

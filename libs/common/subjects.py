@@ -6,6 +6,7 @@ WORKERS_QUEUE = "workers"
 
 _REPLY_PREFIX = "mr.v1.reply"
 _CANCEL_PREFIX = "mr.v1.cancel"
+_BODY_PREFIX = "mr.v1.body"
 
 USAGE = "mr.v1.usage"
 """Gateway -> accounting, through the JetStream stream USAGE_STREAM."""
@@ -33,3 +34,12 @@ def request_id_of_reply(subject: str) -> str:
 def cancel(worker_id: str) -> str:
     """Each worker process listens on its own cancel subject."""
     return f"{_CANCEL_PREFIX}.{worker_id}"
+
+
+def bodies_wildcard(gateway_id: str) -> str:
+    """Where a gateway process answers workers' fetches of request bodies too large for a Job."""
+    return f"{_BODY_PREFIX}.{gateway_id}.*"
+
+
+def body(gateway_id: str, request_id: str) -> str:
+    return f"{_BODY_PREFIX}.{gateway_id}.{request_id}"

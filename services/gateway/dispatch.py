@@ -25,10 +25,13 @@ from common.errors import (
     RateLimitError,
     UpstreamError,
     UpstreamTimeoutError,
-    upstream_error_class,
+    WorkerLostError,
 )
 from common.messaging import producer_span
 from gateway import sse
+from gateway.attempt import Attempt, error_from_reply
+from gateway.job_bodies import JobBodies
+from gateway.ledger import Ledger
 from gateway.replies import ReplyHub
 from gateway.router_client import RouterClient
 from gateway.usage import UsagePublisher
@@ -60,41 +63,6 @@ class Call:
     started_unix_ms: int = field(default_factory=lambda: time.time_ns() // 1_000_000)
 
 
-@dataclass(slots=True)
-class Ledger:
-    """What the request's usage event will say."""
-
-    target: router_pb2.Target | None = None
-    attempt: Attempt | None = None  # the one in flight, which a client disconnect must cancel
-    attempts: int = 0
-    usage: events_pb2.Usage | None = None
-    worker_span: str = ""  # traceparent of the worker span that produced the final result
-    first_byte_at: float | None = None
-    error: ModelRouterError | None = None
-    cancelled: bool = False
-
-    def close_attempt(self) -> None:
-        if self.attempt is not None:
-            self.attempt.close()
-            self.attempt = None
-
-
-class Attempt:
-    """One job on one worker: the queue its replies arrive on."""
-
-    __slots__ = ("_hub", "key", "queue", "target", "worker_id")
-
-    def __init__(self, hub: ReplyHub, key: str, queue: asyncio.Queue[events_pb2.Reply], target: router_pb2.Target):
-        self._hub, self.key, self.queue, self.target = hub, key, queue, target
-        self.worker_id = ""
-
-    async def next(self, timeout: float) -> events_pb2.Reply:
-        return await asyncio.wait_for(self.queue.get(), timeout)
-
-    def close(self) -> None:
-        self._hub.close(self.key)
-
-
 async def _prepend(head: bytes, rest: AsyncGenerator[bytes, None]) -> AsyncIterator[bytes]:
     try:
         if head:
@@ -105,17 +73,6 @@ async def _prepend(head: bytes, rest: AsyncGenerator[bytes, None]) -> AsyncItera
         await rest.aclose()
 
 
-def error_from_reply(error: events_pb2.Error) -> UpstreamError:
-    return upstream_error_class(error.status)(
-        error.message or "The upstream provider failed.",
-        upstream_status=error.upstream_status,
-        param=error.param or None,
-        code=error.code or None,
-        retry_after_s=error.retry_after_s or None,
-        retryable=error.retryable,
-    )
-
-
 class Dispatcher:
     def __init__(
         self,
@@ -123,13 +80,14 @@ class Dispatcher:
         nc: NATS,
         hub: ReplyHub,
         usage: UsagePublisher,
+        bodies: JobBodies,
         *,
         accept_timeout_s: float,
         stall_timeout_s: float,
         max_attempts: int,
         jobs_subject: str = subjects.JOBS,
     ) -> None:
-        self._router, self._nc, self._hub, self._usage = router, nc, hub, usage
+        self._router, self._nc, self._hub, self._usage, self._bodies = router, nc, hub, usage, bodies
         self._jobs_subject = jobs_subject
         self._accept_timeout_s = accept_timeout_s
         self._stall_timeout_s = stall_timeout_s
@@ -152,6 +110,9 @@ class Dispatcher:
         except asyncio.CancelledError:  # the client went away
             self._finish_cancelled(call, ledger)
             raise
+        except Exception as exc:  # a bug or a refused publish: a clean 500, accounted as one
+            ledger.error = _internal_error(call, exc)
+            raise ledger.error from None
         finally:
             if not ledger.cancelled:
                 ledger.close_attempt()
@@ -166,7 +127,7 @@ class Dispatcher:
             parts.append(reply.chunk.data)
             try:
                 reply.CopyFrom(await ledger.attempt.next(self._stall_timeout_s))
-            except TimeoutError:
+            except TimeoutError:  # (a lost worker raises WorkerLostError, which fails the request)
                 raise UpstreamTimeoutError("The worker stopped sending the answer.", code="stream_stalled") from None
         if not reply.result.ok:
             raise error_from_reply(reply.result.error)
@@ -179,14 +140,14 @@ class Dispatcher:
         ledger = Ledger()
         try:
             first = await self._first_reply(call, ledger)
-        except ModelRouterError as exc:
-            ledger.error = exc
-            ledger.close_attempt()
-            self._finish(call, ledger)
-            raise
         except asyncio.CancelledError:
             self._finish_cancelled(call, ledger)
             raise
+        except Exception as exc:
+            ledger.error = exc if isinstance(exc, ModelRouterError) else _internal_error(call, exc)
+            ledger.close_attempt()
+            self._finish(call, ledger)
+            raise ledger.error from None
         relay = self._relay(call, ledger, first, encoder or sse.OpenAIEncoder())
         # Start the relay now: a started async generator is always finalised (asyncio closes it when
         # it is dropped), so its accounting runs even if the client leaves before the body is sent.
@@ -207,6 +168,7 @@ class Dispatcher:
                 if reply.HasField("chunk"):
                     if ledger.first_byte_at is None:
                         ledger.first_byte_at = time.perf_counter()
+                    ledger.relayed(reply.chunk)
                     if encoded := encoder.chunk(reply.chunk.data):
                         yield encoded
                 elif reply.HasField("result"):
@@ -220,12 +182,17 @@ class Dispatcher:
                     return
                 try:
                     reply = await attempt.next(self._stall_timeout_s)
-                except TimeoutError:
+                except (TimeoutError, WorkerLostError) as exc:
+                    # The stream cannot go on: end it in band, billing what the client received.
                     finished = True
-                    self._cancel_worker(call, attempt)
-                    ledger.error = UpstreamTimeoutError(
-                        f"The upstream stream stalled for {self._stall_timeout_s:g}s.", code="stream_stalled"
-                    )
+                    if isinstance(exc, WorkerLostError):
+                        ledger.error = exc
+                    else:
+                        self._cancel_worker(call, attempt)
+                        ledger.error = UpstreamTimeoutError(
+                            f"The upstream stream stalled for {self._stall_timeout_s:g}s.", code="stream_stalled"
+                        )
+                    ledger.bill_relayed()
                     yield encoder.error(ledger.error)
                     return
         finally:
@@ -263,12 +230,16 @@ class Dispatcher:
                 ledger.close_attempt()
                 if not exc.retryable:
                     raise
-                self._router.report(target.deployment_id, False, exc.upstream_status, exc.retry_after_s or 0)
                 last_error = exc
-                if not route.fallbacks or n + 1 == self._max_attempts:
+                if exc.blames_deployment:
+                    self._router.report(target.deployment_id, False, exc.upstream_status, exc.retry_after_s or 0)
+                    if not route.fallbacks:
+                        raise
+                    exclude.append(target.deployment_id)
+                # else the same deployment may serve it again, on another worker
+                if n + 1 == self._max_attempts:
                     raise
-                log.info("attempt %d on %s failed (%s); failing over", n + 1, target.deployment_id, exc.message)
-                exclude.append(target.deployment_id)
+                log.info("attempt %d on %s failed (%s); trying again", n + 1, target.deployment_id, exc.message)
                 continue
             if target.recent_failures:
                 self._router.report(target.deployment_id, True)
@@ -283,11 +254,15 @@ class Dispatcher:
             reply_subject=reply_subject,
             target=target,
             operation=call.operation,
-            body=call.body,
             stream=call.stream,
             include_usage=call.include_usage,
             attempt=n,
         )
+        if self._bodies.fits_in_job(call.body):
+            job.body = call.body
+        else:  # the worker fetches it from this process (every attempt's worker: held until _finish)
+            job.body_subject = self._bodies.hold(call.request_id, call.body)
+            job.body_size = len(call.body)
         with producer_span(self._jobs_subject) as (_, headers):
             await self._nc.publish(self._jobs_subject, job.SerializeToString(), headers=headers)
         return Attempt(self._hub, key, queue, target)
@@ -300,8 +275,8 @@ class Dispatcher:
                 f"No worker took the request within {self._accept_timeout_s:g}s.", code="no_worker_available"
             ) from None
         # A job's first reply names its worker: ``accepted`` when the job is slow to answer, else its
-        # first chunk or result (``accepted.worker_id``: a worker from before Reply.worker_id).
-        attempt.worker_id = reply.worker_id or reply.accepted.worker_id
+        # first chunk or result.
+        attempt.named_by(reply)
         if reply.HasField("accepted"):
             try:
                 reply = await attempt.next(attempt.target.timeout_s + RESULT_MARGIN_S)
@@ -335,15 +310,15 @@ class Dispatcher:
         try:
             while (left := deadline - time.perf_counter()) > 0:
                 reply = await attempt.next(left)
-                if not attempt.worker_id and (worker_id := reply.worker_id or reply.accepted.worker_id):
+                if not attempt.worker_id and (reply.worker_id or reply.accepted.worker_id):
                     # The client left before the worker named itself (its accepted is delayed, or it
                     # had not picked the job up yet): stop it now.
-                    attempt.worker_id = worker_id
+                    attempt.named_by(reply)
                     self._cancel_worker(call, attempt)
                 if reply.HasField("result"):
                     ledger.usage, ledger.worker_span = reply.result.usage, reply.result.traceparent
                     break
-        except TimeoutError:
+        except (TimeoutError, WorkerLostError):
             log.warning("request %s: no partial usage from the worker after cancel", call.request_id)
         finally:
             attempt.close()
@@ -355,37 +330,8 @@ class Dispatcher:
         asyncio.get_running_loop().call_soon(self._account, call, ledger, time.perf_counter())
 
     def _account(self, call: Call, ledger: Ledger, now: float) -> None:
-        event = events_pb2.UsageEvent(
-            request_id=call.request_id,
-            key_id=call.key_id,
-            endpoint=call.endpoint,
-            requested_model=call.model,
-            stream=call.stream,
-            attempts=ledger.attempts,
-            latency_ms=(now - call.started) * 1000,
-            ttft_ms=(ledger.first_byte_at - call.started) * 1000 if ledger.first_byte_at else 0.0,
-            started_at_unix_ms=call.started_unix_ms,
-            finished_at_unix_ms=call.started_unix_ms + int((now - call.started) * 1000),
-        )
-        if ledger.target is not None:
-            event.provider = ledger.target.provider
-            event.upstream_model = ledger.target.upstream_model
-            event.deployment_id = ledger.target.deployment_id
-            event.price.CopyFrom(ledger.target.price)
-        if ledger.usage is not None:
-            event.usage.CopyFrom(ledger.usage)
-        if ledger.cancelled:
-            event.status = events_pb2.REQUEST_STATUS_CANCELLED
-            event.http_status = 499  # the de-facto code for "client closed request"
-        elif ledger.error is not None:
-            event.status = events_pb2.REQUEST_STATUS_ERROR
-            event.http_status = ledger.error.status
-            event.error_type = ledger.error.type
-            event.error_message = ledger.error.message[:2000]
-        else:
-            event.status = events_pb2.REQUEST_STATUS_SUCCESS
-            event.http_status = 200
-        self._usage.publish(event, ledger.worker_span or None)
+        self._bodies.release(call.request_id)
+        self._usage.publish(ledger.event(call, now), ledger.worker_span or None)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.ensure_future(coro)
@@ -395,3 +341,8 @@ class Dispatcher:
     async def drain(self, timeout: float) -> None:
         if self._background:
             await asyncio.wait(set(self._background), timeout=timeout)
+
+
+def _internal_error(call: Call, exc: Exception) -> ModelRouterError:
+    log.error("request %s failed in the gateway", call.request_id, exc_info=exc)
+    return ModelRouterError("The gateway failed while serving this request.")

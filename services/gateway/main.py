@@ -22,6 +22,7 @@ from gateway.app import create_app
 from gateway.auth import KeyStore
 from gateway.deps import Gateway
 from gateway.dispatch import Dispatcher
+from gateway.job_bodies import JobBodies
 from gateway.replies import ReplyHub
 from gateway.router_client import RouterClient
 from gateway.usage import UsagePublisher
@@ -52,11 +53,13 @@ class _DrainingServer(uvicorn.Server):
 
 async def build_gateway(
     settings: GatewaySettings, config: ModelRouterConfig
-) -> tuple[Gateway, ReplyHub, UsagePublisher]:
+) -> tuple[Gateway, ReplyHub, JobBodies, UsagePublisher]:
     nc = await connect_nats(settings.nats_url, f"gateway-{settings.instance_id}")
     await ensure_usage_stream(nc, settings.usage_stream, settings.usage_subject)
     hub = ReplyHub(nc, settings.instance_id)
     await hub.start()
+    bodies = JobBodies(nc, settings.instance_id)
+    await bodies.start()
     usage = UsagePublisher(nc, settings.usage_subject, linger_s=settings.usage_linger_s)
     router = RouterClient(settings.router_addr)
     dispatcher = Dispatcher(
@@ -64,17 +67,18 @@ async def build_gateway(
         nc,
         hub,
         usage,
+        bodies,
         accept_timeout_s=settings.accept_timeout_s,
         stall_timeout_s=settings.stall_timeout_s,
         max_attempts=settings.max_attempts,
         jobs_subject=settings.jobs_subject,
     )
     keys = KeyStore(settings.api_keys, list(config.keys))
-    return Gateway(settings, keys, router, dispatcher, nc), hub, usage
+    return Gateway(settings, keys, router, dispatcher, nc), hub, bodies, usage
 
 
 async def serve(settings: GatewaySettings, config: ModelRouterConfig) -> None:
-    gateway, hub, usage = await build_gateway(settings, config)
+    gateway, hub, bodies, usage = await build_gateway(settings, config)
     if not len(gateway.keys):
         log.warning("no client keys configured (API_KEYS or config keys): every request will get 401")
     server = _DrainingServer(
@@ -99,6 +103,7 @@ async def serve(settings: GatewaySettings, config: ModelRouterConfig) -> None:
         await gateway.dispatcher.drain(settings.drain_timeout_s)
         await usage.flush(settings.drain_timeout_s)
         await hub.stop()
+        await bodies.stop()
         await gateway.router.close()
         await gateway.nats.drain()
 

@@ -21,8 +21,9 @@ from common.settings import WorkerSettings
 from common.telemetry import traceparent_of
 from modelrouter.events.v1 import events_pb2
 from workers.adapters import AdapterPool
+from workers.job_body import fetch_body
 from workers.outcome import WorkerShutdownError, error_message, failed, usage_message
-from workers.usage import UsageMeter
+from workers.usage import UsageMeter, estimate_prompt_tokens
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ OPERATIONS: dict[int, str] = {
 DEFAULT_TIMEOUT_S: float = ProviderConfig.model_fields["timeout_s"].default
 # How long a job may run before it sends Reply{accepted} (see WorkerSettings.accept_delay_s).
 ACCEPT_DELAY_S: float = WorkerSettings.model_fields["accept_delay_s"].default
+HEARTBEAT_S: float = WorkerSettings.model_fields["heartbeat_s"].default
 
 
 class MissingApiKeyError(ModelRouterError):
@@ -45,11 +47,12 @@ class MissingApiKeyError(ModelRouterError):
 class JobControl:
     """A job in flight as the runner sees it: what it can stop, and why it stopped it."""
 
-    __slots__ = ("in_call", "job", "stop_reason", "task")
+    __slots__ = ("in_call", "job", "replies", "stop_reason", "task")
 
     def __init__(self, job: events_pb2.Job) -> None:
         self.job = job
         self.task: asyncio.Task[None] | None = None
+        self.replies: Replies | None = None  # once the job runs: where its heartbeats go
         self.stop_reason: UpstreamError | None = None
         self.in_call = False  # only the provider call is interrupted; replies are always sent
 
@@ -67,16 +70,33 @@ RESULT_ENVELOPE_BYTES = 4096
 
 class Replies:
     """One job's replies to the gateway. The first one carries this worker's id, which is where the
-    gateway sends a Cancel. ``accepted`` goes out only if the job has sent nothing after
-    ``accept_delay_s``: a fast job answers with one message instead of two."""
+    gateway sends a Cancel, and the heartbeat interval it promises. ``accepted`` goes out only if the
+    job has sent nothing after ``accept_delay_s``: a fast job answers with one message instead of two.
+    After that, ``beat`` (called by the runner's ticker) fills any silence of ``heartbeat_s``."""
 
-    __slots__ = ("_late", "_named", "_nc", "_subject", "_timer", "_worker_id")
+    __slots__ = (
+        "_closed",
+        "_heartbeat_s",
+        "_late",
+        "_loop",
+        "_named",
+        "_nc",
+        "_subject",
+        "_timer",
+        "_worker_id",
+        "last_sent",
+    )
 
-    def __init__(self, nc: NATS, subject: str, worker_id: str, accept_delay_s: float) -> None:
+    def __init__(
+        self, nc: NATS, subject: str, worker_id: str, accept_delay_s: float, heartbeat_s: float = HEARTBEAT_S
+    ) -> None:
         self._nc, self._subject, self._worker_id = nc, subject, worker_id
-        self._named = False
+        self._heartbeat_s = heartbeat_s
+        self._named = self._closed = False
         self._late: asyncio.Task[None] | None = None
-        self._timer = asyncio.get_running_loop().call_later(accept_delay_s, self._accept_late)
+        self._loop = asyncio.get_running_loop()
+        self.last_sent = self._loop.time()
+        self._timer = self._loop.call_later(accept_delay_s, self._accept_late)
 
     async def send(self, reply: events_pb2.Reply) -> None:
         first = not self._named
@@ -86,18 +106,26 @@ class Replies:
             self._named = True
             self._timer.cancel()
             reply.worker_id = self._worker_id
+            reply.heartbeat_s = self._heartbeat_s
         try:
             await self._nc.publish(self._subject, reply.SerializeToString())
         except Exception:  # refused (too large, connection closed...): the next reply is the first
             if first:
                 self._named = False
             raise
+        self.last_sent = self._loop.time()
+
+    async def beat(self, quiet_s: float) -> None:
+        """A heartbeat if the job has said nothing for ``quiet_s`` since naming its worker."""
+        if self._named and not self._closed and self._loop.time() - self.last_sent >= quiet_s:
+            await self.send(events_pb2.Reply(heartbeat=events_pb2.Heartbeat()))
 
     async def accepted(self) -> None:
         if not self._named:  # a chunk or result may have gone out since the timer fired
             await self.send(events_pb2.Reply(accepted=events_pb2.Accepted(worker_id=self._worker_id)))
 
     def close(self) -> None:
+        self._closed = True
         self._timer.cancel()
 
     def _accept_late(self) -> None:
@@ -120,12 +148,14 @@ class JobExecutor:
         env: Mapping[str, str],
         *,
         accept_delay_s: float = ACCEPT_DELAY_S,
+        heartbeat_s: float = HEARTBEAT_S,
     ) -> None:
         self._nc = nc
         self._adapters = adapters
         self._worker_id = worker_id
         self._env = env
         self._accept_delay_s = accept_delay_s
+        self.heartbeat_s = heartbeat_s
 
     async def run(self, control: JobControl, subject: str, headers: Mapping[str, str] | None) -> None:
         job = control.job
@@ -140,7 +170,9 @@ class JobExecutor:
                     "gen_ai.request.model": job.target.upstream_model,
                 }
             )
-            replies = Replies(self._nc, job.reply_subject, self._worker_id, self._accept_delay_s)
+            replies = control.replies = Replies(
+                self._nc, job.reply_subject, self._worker_id, self._accept_delay_s, self.heartbeat_s
+            )
             try:
                 if self._accept_delay_s <= 0:
                     await replies.accepted()
@@ -178,6 +210,8 @@ class JobExecutor:
         try:
             if control.stop_reason is not None:  # stopped between arriving and starting
                 raise control.stop_reason
+            if job.body_subject:
+                job.body = await fetch_body(self._nc, job)
             call = self._call_of(job)
             adapter = self._adapters.get(job.target.provider, job.target.base_url)
             meter = UsageMeter(call.body)
@@ -207,12 +241,17 @@ class JobExecutor:
         self, job: events_pb2.Job, replies: Replies, adapter: ProviderAdapter, call: ProviderCall, meter: UsageMeter
     ) -> None:
         chunks = adapter.stream(call)
+        # Each chunk says what it adds to the bill, the first one the prompt's estimate too: what the
+        # gateway charges for what it relayed if this worker dies before its result.
+        prompt_tokens = estimate_prompt_tokens(call.body)
         try:
             async for chunk in chunks:
                 meter.observe(chunk)
                 if chunk.usage_only and not job.include_usage:
                     continue
-                await replies.send(events_pb2.Reply(chunk=events_pb2.Chunk(data=chunk.data)))
+                sent = events_pb2.Chunk(data=chunk.data, text_chars=chunk.text_chars, prompt_tokens=prompt_tokens)
+                prompt_tokens = 0
+                await replies.send(events_pb2.Reply(chunk=sent))
         finally:
             # Closing the generator closes its upstream response: a cancelled job hangs up at once.
             if isinstance(chunks, AsyncGenerator):

@@ -31,7 +31,14 @@ async def serve(settings: WorkerSettings, *, jobs_subject: str | None = None) ->
     try:
         nc = await connect_nats(settings.nats_url, f"workers-{settings.instance_id}")
         adapters = AdapterPool(REGISTRY)
-        executor = JobExecutor(nc, adapters, settings.instance_id, os.environ, accept_delay_s=settings.accept_delay_s)
+        executor = JobExecutor(
+            nc,
+            adapters,
+            settings.instance_id,
+            os.environ,
+            accept_delay_s=settings.accept_delay_s,
+            heartbeat_s=settings.heartbeat_s,
+        )
         runner = JobRunner(
             nc,
             executor,

@@ -7,6 +7,10 @@ in this worker's pending queue until a slot frees up (backpressure rather than r
 A ``Cancel`` on ``subjects.cancel(worker_id)`` stops that job's provider call; the job still sends
 its result, with the usage counted so far. The gateway learns ``worker_id`` from the job's first
 reply (``Reply.worker_id``), which is ``accepted`` only for a job still silent after the accept delay.
+
+While a job runs, one ticker for the whole worker sends a heartbeat on each job that has been quiet
+for half the heartbeat interval (so no job stays silent for a whole interval): a gateway that hears
+nothing from a job for a few intervals knows its worker died, and fails over or ends the stream.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ class JobRunner:
         self._tasks: set[asyncio.Task[None]] = set()
         self._jobs_sub: Subscription | None = None
         self._cancel_sub: Subscription | None = None
+        self._ticker: asyncio.Task[None] | None = None
 
     @property
     def in_flight(self) -> int:
@@ -66,6 +71,17 @@ class JobRunner:
         self._cancel_sub = await self._nc.subscribe(subjects.cancel(self._worker_id), cb=self._on_cancel)
         self._jobs_sub = await self._nc.subscribe(self._jobs_subject, queue=self._queue, cb=self._on_job)
         await self._nc.flush()
+        self._ticker = asyncio.create_task(self._heartbeats(self._executor.heartbeat_s / 2), name="heartbeats")
+
+    async def _heartbeats(self, tick_s: float) -> None:
+        while True:
+            await asyncio.sleep(tick_s)
+            for control in list(self._running.values()):
+                if control.replies is not None:
+                    try:
+                        await control.replies.beat(tick_s)
+                    except Exception:  # NATS reconnecting: the job's next reply or beat tries again
+                        log.debug("heartbeat of %s not sent", control.job.request_id, exc_info=True)
 
     async def _on_job(self, msg: Msg) -> None:
         try:
@@ -122,3 +138,6 @@ class JobRunner:
         if self._cancel_sub is not None:
             await self._cancel_sub.unsubscribe()
             self._cancel_sub = None
+        if self._ticker is not None:
+            self._ticker.cancel()
+            self._ticker = None

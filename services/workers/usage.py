@@ -11,12 +11,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from common.providers.base import StreamChunk, Usage
+from common.token_estimate import CHARS_PER_TOKEN, estimate_tokens
 
-CHARS_PER_TOKEN = 4
-
-
-def estimate_tokens(chars: int) -> int:
-    return -(-chars // CHARS_PER_TOKEN) if chars > 0 else 0  # ceil: any text is at least one token
+__all__ = ["CHARS_PER_TOKEN", "UsageMeter", "estimate_prompt_tokens", "estimate_tokens"]
 
 
 def _text_chars(content: Any) -> int:

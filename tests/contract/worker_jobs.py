@@ -26,7 +26,7 @@ from common.messaging import connect_nats
 from modelrouter.events.v1 import events_pb2
 from modelrouter.router.v1 import router_pb2
 from workers.adapters import AdapterPool
-from workers.job import ACCEPT_DELAY_S, JobExecutor
+from workers.job import ACCEPT_DELAY_S, HEARTBEAT_S, JobExecutor
 from workers.providers import REGISTRY
 from workers.runner import JobRunner
 
@@ -122,12 +122,20 @@ async def in_process_worker(
     concurrency: int = 16,
     env: Mapping[str, str] | None = None,
     accept_delay_s: float = ACCEPT_DELAY_S,
+    heartbeat_s: float = HEARTBEAT_S,
 ) -> AsyncIterator[InProcessWorker]:
     token = uuid.uuid4().hex[:10]
     worker_id, jobs_subject = f"test-{token}", f"{subjects.JOBS}.test.{token}"
     nc = await connect_nats(nats_url, f"test-worker-{token}")
     adapters = AdapterPool(REGISTRY)
-    executor = JobExecutor(nc, adapters, worker_id, os.environ if env is None else env, accept_delay_s=accept_delay_s)
+    executor = JobExecutor(
+        nc,
+        adapters,
+        worker_id,
+        os.environ if env is None else env,
+        accept_delay_s=accept_delay_s,
+        heartbeat_s=heartbeat_s,
+    )
     runner = JobRunner(nc, executor, worker_id=worker_id, concurrency=concurrency, jobs_subject=jobs_subject)
     await runner.start()
     try:

@@ -15,6 +15,7 @@ from nats.aio.client import Client as NATS
 
 from common.messaging import connect_nats
 from gateway.dispatch import Call, Dispatcher
+from gateway.job_bodies import JobBodies
 from gateway.replies import ReplyHub
 from modelrouter.events.v1 import events_pb2
 from modelrouter.router.v1 import router_pb2
@@ -78,6 +79,7 @@ def dispatcher_for(
         nc,
         hub,
         usage,  # type: ignore[arg-type]
+        JobBodies(nc, "unused"),  # these bodies fit in a job
         accept_timeout_s=ACCEPT_TIMEOUT_S,
         stall_timeout_s=stall_s,
         max_attempts=1,
@@ -180,6 +182,9 @@ async def test_a_stalled_stream_stops_a_worker_that_never_sent_accepted(
     await openai_wire.wait_until(lambda u: u.hangups == 1)
     event = await asyncio.wait_for(usage.events.get(), 5)
     assert event.status == events_pb2.REQUEST_STATUS_ERROR and event.error_type == "timeout"
+    # Billed for what the client received before the stall, not 0.
+    assert event.usage.prompt_tokens == estimate_tokens(len(story.QUESTION))
+    assert event.usage.completion_tokens == estimate_tokens(len("The capital"))
     await dispatcher.drain(1)
 
 
