@@ -1,6 +1,7 @@
 """Anthropic's Messages API (``POST {base_url}/v1/messages``, headers ``x-api-key`` and
 ``anthropic-version``), for chat and, through chat, legacy completions. Anthropic has no embeddings
-endpoint, so none is declared.
+endpoint, so none is declared. A target with an ``auth_scheme`` option (a remote catalogue's) sends
+the key as ``Authorization: <scheme> <key>`` instead of ``x-api-key``.
 
 ``_anthropic_request`` translates the OpenAI body (its docstring lists every OpenAI parameter's
 fate: translated, refused with a 400, or not sent); ``_anthropic_response`` rebuilds answers and
@@ -34,6 +35,7 @@ from workers.providers._http import (
     error_fields,
     json_object,
     json_or_none,
+    key_header,
     pooled_client,
     timeout_for,
     upstream_error,
@@ -43,6 +45,7 @@ from workers.providers._http import (
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 MESSAGES_PATH = "/v1/messages"
 API_VERSION = "2023-06-01"
+API_KEY_HEADER = "x-api-key"
 # OpenAI's documented default for legacy completions (CreateCompletionRequest.max_tokens).
 COMPLETIONS_DEFAULT_MAX_TOKENS = 16
 
@@ -96,7 +99,7 @@ class AnthropicAdapter(ProviderAdapter):
             response = await self._client.post(
                 MESSAGES_PATH,
                 content=orjson.dumps(request.body),
-                headers=_auth(call.api_key),
+                headers=key_header(call, API_KEY_HEADER),
                 timeout=timeout_for(call.timeout_s),
             )
         if response.is_error:
@@ -113,7 +116,7 @@ class AnthropicAdapter(ProviderAdapter):
                 "POST",
                 MESSAGES_PATH,
                 content=orjson.dumps(request.body),
-                headers=_auth(call.api_key),
+                headers=key_header(call, API_KEY_HEADER),
                 timeout=timeout_for(call.timeout_s),
             ) as response:
                 if response.is_error:
@@ -154,10 +157,6 @@ def _default_max_tokens(options: Mapping[str, str], fallback: int) -> int:
             code="invalid_provider_option",
         )
     return value
-
-
-def _auth(api_key: str | None) -> Mapping[str, str]:
-    return {"x-api-key": api_key} if api_key else {}
 
 
 # --- failures -------------------------------------------------------------------------------------
