@@ -31,6 +31,7 @@ from workers.providers._anthropic_request import (
     messages_request,
 )
 from workers.providers._anthropic_response import PROVIDER, ChatStream, chat_answer
+from workers.providers._endpoints import Endpoints
 from workers.providers._http import (
     error_fields,
     json_object,
@@ -82,6 +83,8 @@ ENDPOINTS: Mapping[str, _Endpoint] = {
 class AnthropicAdapter(ProviderAdapter):
     name = PROVIDER
     operations = frozenset(ENDPOINTS)
+    # Chat and completions both go to the Messages API, so a catalogue handle for it serves both.
+    endpoints = Endpoints(tails=("/messages",), chat="/messages")
 
     def __init__(self, base_url: str, options: Mapping[str, str] | None = None) -> None:
         super().__init__(base_url or DEFAULT_BASE_URL, options)
@@ -97,7 +100,7 @@ class AnthropicAdapter(ProviderAdapter):
         request = _request(call, endpoint)
         with upstream_failures(self.name, call.timeout_s):
             response = await self._client.post(
-                MESSAGES_PATH,
+                self.endpoints.path(call, MESSAGES_PATH),
                 content=orjson.dumps(request.body),
                 headers=key_header(call, API_KEY_HEADER),
                 timeout=timeout_for(call.timeout_s),
@@ -114,7 +117,7 @@ class AnthropicAdapter(ProviderAdapter):
         with upstream_failures(self.name, call.timeout_s):
             async with self._client.stream(
                 "POST",
-                MESSAGES_PATH,
+                self.endpoints.path(call, MESSAGES_PATH),
                 content=orjson.dumps(request.body),
                 headers=key_header(call, API_KEY_HEADER),
                 timeout=timeout_for(call.timeout_s),

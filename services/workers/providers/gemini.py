@@ -39,6 +39,7 @@ from workers.openai_format import (
     embedding_inputs,
     embeddings_response,
 )
+from workers.providers._endpoints import Endpoints
 from workers.providers._gemini_images import generate_images
 from workers.providers._gemini_request import generate_content_request
 from workers.providers._gemini_response import StreamReader, choices_of, response_id_of, usage_of
@@ -66,6 +67,13 @@ _CREDENTIAL_REASONS = frozenset({"API_KEY_INVALID", "API_KEY_EXPIRED"})
 class GeminiAdapter(ProviderAdapter):
     name = "gemini"
     operations = frozenset({Operation.CHAT, Operation.COMPLETIONS, Operation.EMBEDDINGS, Operation.IMAGES})
+    # A catalogue handle names a model's method (``.../models/<model>:generateContent``), which serves
+    # chat, completions and images alike; its stream is the same model's streamGenerateContent.
+    endpoints = Endpoints(
+        tails=(":generateContent", ":batchEmbedContents"),
+        chat=":generateContent",
+        streams={":generateContent": ":streamGenerateContent"},
+    )
 
     def __init__(self, base_url: str, options: Mapping[str, str] | None = None) -> None:
         super().__init__(base_url or DEFAULT_BASE_URL, options)
@@ -146,7 +154,7 @@ class GeminiAdapter(ProviderAdapter):
     async def _post(self, call: ProviderCall, path: str, request: dict[str, Any]) -> dict[str, Any]:
         with upstream_failures(self.name, call.timeout_s):
             response = await self._client.post(
-                f"{API_VERSION}/{path}",
+                self.endpoints.path(call, f"{API_VERSION}/{path}"),
                 content=orjson.dumps(request),
                 headers=key_header(call, API_KEY_HEADER),
                 timeout=timeout_for(call.timeout_s),
@@ -174,7 +182,7 @@ class GeminiAdapter(ProviderAdapter):
         with upstream_failures(self.name, call.timeout_s):
             async with self._client.stream(
                 "POST",
-                f"{API_VERSION}/{_model_path(call.upstream_model)}:streamGenerateContent",
+                self.endpoints.path(call, f"{API_VERSION}/{_model_path(call.upstream_model)}:streamGenerateContent"),
                 params={"alt": "sse"},
                 content=request,
                 headers={**key_header(call, API_KEY_HEADER), "Accept": "text/event-stream"},
