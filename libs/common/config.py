@@ -24,6 +24,16 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 # A Target option every HTTP adapter honours: the scheme of its ``Authorization: <scheme> <key>``
 # header (``Bearer`` when absent). Remote catalogues set it to ``OAuth``; a provider may set it too.
 AUTH_SCHEME_OPTION = "auth_scheme"
+# Target options naming the model's endpoint as a full path on the base URL's host, instead of the
+# adapter's own paths under it: ``endpoint`` for the endpoint as a whole (a remote catalogue's
+# ``handle``), ``endpoint:<operation>`` (``endpoint_option``) where one operation lives elsewhere.
+# How the adapter tells which operations ``endpoint`` serves: ``workers.providers._endpoints``.
+ENDPOINT_OPTION = "endpoint"
+
+
+def endpoint_option(operation: str) -> str:
+    """The Target option naming where ``operation`` (``common.providers.base.Operation``) lives."""
+    return f"{ENDPOINT_OPTION}:{operation}"
 
 
 class _Strict(BaseModel):
@@ -41,7 +51,7 @@ class RemoteCatalogConfig(_Strict):
     """A provider whose models are listed at ``url`` rather than in ``deployments``.
 
     The document is ``{"models": [{"model_version", "model_family", "handle", "prompt_price_1k",
-    "completion_price_1k"}]}``; each entry becomes a deployment (see ``router.remote_catalog``). The
+    "completion_price_1k", "paths"?}]}``; each entry becomes a deployment (see ``router.remote_catalog``). The
     router fetches it at start and every ``refresh_s``; a failed fetch keeps the last good list.
     """
 

@@ -1,14 +1,18 @@
 """A provider's remote model catalogue turned into deployments the router can route to.
 
 The document (``RemoteCatalogConfig.url``) is ``{"models": [{"model_version", "model_family",
-"handle", "prompt_price_1k", "completion_price_1k"}, ...]}``. Each entry becomes one deployment:
+"handle", "prompt_price_1k", "completion_price_1k", "paths"?}, ...]}``. Each entry becomes one deployment:
 
 - public model name and upstream model = ``model_version``: it is the entry's model name (what a
-  client asks for and the upstream recognises). ``handle`` is where the model is served — a path
-  on the catalogue's host — so it is the base URL, not a name.
-- base URL = the catalogue URL's scheme and host (with port) joined with ``handle``. A handle naming
-  another host (``https://...``, ``//host/...``) is refused: the catalogue's token goes with every
-  request, and must never leave the catalogue's origin.
+  client asks for and the upstream recognises). ``handle`` is where the model is served — the full
+  path of its endpoint on the catalogue's host (``/fireworks/chat/completions``) — not a name.
+- base URL = the catalogue URL's scheme and host (with port); the handle goes as the Target option
+  ``endpoint``, and requests go to exactly that path. Which operations it serves is the adapter's to
+  tell (``workers.providers._endpoints``): the router knows paths, not APIs. The optional ``paths``
+  (``{"embeddings": "/fireworks/embeddings"}``, keyed by operation) say where the model's other
+  operations live, as ``endpoint:<operation>`` options. A handle or path naming another host
+  (``https://...``, ``//host/...``) is refused: the catalogue's token goes with every request, and
+  must never leave the catalogue's origin.
 - adapter = ``families[model_family]``; an entry of an unmapped family is skipped (and logged).
 - deployment id = ``<provider>/<model_version>``: stable across fetches and router replicas, so
   the health and rate-limit state in Redis follows the model, not the fetch.
@@ -30,12 +34,23 @@ from urllib.parse import urlsplit, urlunsplit
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from common.config import AUTH_SCHEME_OPTION, DeploymentConfig, Price, ProviderConfig, RemoteCatalogConfig
+from common.config import (
+    AUTH_SCHEME_OPTION,
+    ENDPOINT_OPTION,
+    DeploymentConfig,
+    Price,
+    ProviderConfig,
+    RemoteCatalogConfig,
+    endpoint_option,
+)
+from common.providers.base import Operation
 from router.selection import ResolvedDeployment
 
 log = logging.getLogger(__name__)
 
 OAUTH_SCHEME = "OAuth"
+# The operations an entry's ``paths`` may name (the keys of events.v1.Operation's names).
+OPERATIONS = frozenset({Operation.CHAT, Operation.COMPLETIONS, Operation.EMBEDDINGS, Operation.IMAGES})
 
 
 class CatalogFormatError(Exception):
@@ -52,6 +67,8 @@ class CatalogEntry(BaseModel):
     handle: str = Field(min_length=1)
     prompt_price_1k: float = Field(ge=0)
     completion_price_1k: float = Field(ge=0)
+    # operation -> the full path of the endpoint serving it, where that is not the handle
+    paths: dict[str, str] = Field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,12 +101,22 @@ def origin_of(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, "", "", ""))
 
 
-def model_base_url(catalog_url: str, handle: str) -> str:
-    """The catalogue's origin joined with ``handle``; ValueError if the handle names another origin."""
-    handle_parts = urlsplit(handle)
-    if handle_parts.scheme or handle_parts.netloc:
-        raise ValueError(f"handle {handle!r} is not a path on the catalogue's host")
-    return f"{origin_of(catalog_url)}/{handle.lstrip('/')}"
+def host_path(path: str, what: str = "handle") -> str:
+    """``path`` as an absolute path on the catalogue's host; ValueError if it names another origin."""
+    parts = urlsplit(path)
+    if parts.scheme or parts.netloc:
+        raise ValueError(f"{what} {path!r} is not a path on the catalogue's host")
+    return f"/{path.lstrip('/')}"
+
+
+def endpoint_options(entry: CatalogEntry) -> dict[str, str]:
+    """The Target options naming the entry's endpoints; ValueError for one that cannot be used."""
+    options = {ENDPOINT_OPTION: host_path(entry.handle)}
+    for operation, path in entry.paths.items():
+        if operation not in OPERATIONS:
+            raise ValueError(f"paths: unknown operation {operation!r} (known: {', '.join(sorted(OPERATIONS))})")
+        options[endpoint_option(operation)] = host_path(path, f"paths.{operation}")
+    return options
 
 
 def catalog_models(
@@ -103,13 +130,14 @@ def catalog_models(
     deployments: list[ResolvedDeployment] = []
     skipped: list[str] = []
     taken = set(reserved_ids)
+    base_url = origin_of(catalog.url)  # one per catalogue: its models share the workers' connection pools
     options = dict(provider.options)
     if catalog.token_env:
         options[AUTH_SCHEME_OPTION] = OAUTH_SCHEME
     for index, raw in enumerate(entries):
         try:
             entry = CatalogEntry.model_validate(raw)
-            base_url = model_base_url(catalog.url, entry.handle)
+            endpoints = endpoint_options(entry)
         except (ValidationError, ValueError) as exc:
             skipped.append(f"models.{index}: {_reason(exc)}")
             continue
@@ -130,6 +158,7 @@ def catalog_models(
             priority=catalog.priority,
             base_url=base_url,
             price=Price(prompt_per_1k=entry.prompt_price_1k, completion_per_1k=entry.completion_price_1k),
+            options=endpoints,
         )
         resolved_provider = ProviderConfig(
             adapter=adapter,

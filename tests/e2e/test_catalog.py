@@ -77,7 +77,9 @@ def catalog_stack(
     migrate(database_url)
     suffix = uuid.uuid4().hex[:8]
     token = f"oauth-{suffix}"
-    provider, model, handle = f"cloud-{suffix}", f"gpt-cat-{suffix}", f"/serving/gpt-cat-{suffix}/v1"
+    # The handle is the full path of the model's endpoint (the adapter's own path is not appended).
+    provider, model = f"cloud-{suffix}", f"gpt-cat-{suffix}"
+    handle = f"/serving/gpt-cat-{suffix}/v1/chat/completions"
     catalog = CatalogServer(
         token=token,
         models=[
@@ -142,7 +144,7 @@ async def test_a_catalogue_model_is_served_by_its_handle_with_the_oauth_header(c
     assert completion.choices[0].message.content == "The capital of France is Paris."
 
     [call] = _upstream_calls(catalog_stack)
-    assert call.path == f"{catalog_stack.handle}/chat/completions"
+    assert call.path == catalog_stack.handle
     assert call.headers["authorization"] == f"OAuth {catalog_stack.token}"
     assert call.model == catalog_stack.model
 
@@ -166,8 +168,20 @@ async def test_a_catalogue_model_streams_with_the_oauth_header(catalog_stack: Ca
     assert text == "The capital of France is Paris."
     [call] = _upstream_calls(catalog_stack)
     assert call.stream
-    assert call.path == f"{catalog_stack.handle}/chat/completions"
+    assert call.path == catalog_stack.handle
     assert call.headers["authorization"] == f"OAuth {catalog_stack.token}"
+
+
+def test_an_operation_the_handle_does_not_name_is_a_400(catalog_stack: CatalogStack) -> None:
+    catalog_stack.catalog.reset()
+    with pytest.raises(openai.BadRequestError) as err:
+        catalog_stack.client().embeddings.create(model=catalog_stack.model, input="hello")
+    assert err.value.status_code == 400
+    error = err.value.response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert (error["type"], error["code"]) == ("invalid_request_error", "unsupported_operation")
+    assert catalog_stack.handle in error["message"]
+    assert _upstream_calls(catalog_stack) == []
 
 
 def test_catalogue_models_are_listed_as_the_providers(catalog_stack: CatalogStack) -> None:

@@ -96,7 +96,7 @@ async def test_router_starts_without_its_catalogue_and_picks_it_up_later(
 
             await eventually(model_ids, lambda ids: f"remote-{unique}" in ids)
             remote = (await stub.Route(router_pb2.RouteRequest(model=f"remote-{unique}"), timeout=5)).target
-            assert remote.base_url == f"{catalog.origin}/remote/v1"
+            assert (remote.base_url, remote.options["endpoint"]) == (catalog.origin, "/remote/v1")
             assert all(f["authorization"] == f"OAuth tok-{unique}" for f in catalog.catalog_fetches)
         process.send_signal(signal.SIGTERM)
         _, stderr = await asyncio.wait_for(process.communicate(), timeout=20)

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from redis.asyncio import Redis
 
-from common.config import AUTH_SCHEME_OPTION, parse_config
+from common.config import AUTH_SCHEME_OPTION, ENDPOINT_OPTION, parse_config
 from common.settings import GatewaySettings
 from gateway.app import create_app
 from gateway.auth import KeyStore
@@ -160,14 +160,15 @@ async def test_route_targets_the_handle_on_the_catalogue_host_with_the_family_ad
         deployment_id=f"{router.provider}/big-{unique}",
         provider="openai",
         upstream_model=f"big-{unique}",
-        base_url=f"{router.catalog.origin}/serving/big/v1",
+        base_url=router.catalog.origin,
         api_key_env=router.token_env,
         price=router_pb2.Price(prompt_per_1k=0.3, completion_per_1k=1.2),
         timeout_s=7,
-        options={AUTH_SCHEME_OPTION: "OAuth"},
+        options={AUTH_SCHEME_OPTION: "OAuth", ENDPOINT_OPTION: "/serving/big/v1"},
     )
     small = (await router.route(f"small-{unique}")).target
-    assert (small.provider, small.base_url) == ("fake", f"{router.catalog.origin}/serving/small/v1")
+    assert (small.provider, small.base_url) == ("fake", router.catalog.origin)
+    assert small.options[ENDPOINT_OPTION] == "/serving/small/v1"
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await router.route(f"odd-{unique}")
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
@@ -181,7 +182,7 @@ async def test_a_refresh_picks_up_a_changed_list(start_router: StartRouter, uniq
     router.catalog.serve([entry(f"small-{unique}", "tiny", "/moved/small"), entry(f"new-{unique}", "gpt", "/new")])
     expected = {f"static-{unique}", f"small-{unique}", f"new-{unique}"}
     await eventually(router.model_ids, lambda ids: ids == expected)
-    assert (await router.route(f"small-{unique}")).target.base_url == f"{router.catalog.origin}/moved/small"
+    assert (await router.route(f"small-{unique}")).target.options[ENDPOINT_OPTION] == "/moved/small"
     assert (await router.route(f"new-{unique}")).target.provider == "openai"
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await router.route(f"big-{unique}")

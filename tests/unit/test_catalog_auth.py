@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from common.config import AUTH_SCHEME_OPTION
 from common.providers.base import Operation, ProviderCall
-from workers.providers._http import authorization
+from workers.providers._http import authorization, key_header
 
 
 def call(api_key: str | None, options: dict[str, str]) -> ProviderCall:
@@ -29,3 +29,9 @@ def test_auth_scheme_option_names_the_scheme() -> None:
 
 def test_no_key_no_header() -> None:
     assert authorization(call(None, {AUTH_SCHEME_OPTION: "OAuth"})) == {}
+
+
+def test_a_providers_own_key_header_gives_way_to_the_auth_scheme() -> None:
+    assert key_header(call("ak-1", {}), "x-api-key") == {"x-api-key": "ak-1"}
+    assert key_header(call("tok-9", {AUTH_SCHEME_OPTION: "OAuth"}), "x-api-key") == {"Authorization": "OAuth tok-9"}
+    assert key_header(call(None, {AUTH_SCHEME_OPTION: "OAuth"}), "x-goog-api-key") == {}

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from common.config import AUTH_SCHEME_OPTION, ModelRouterConfig, parse_config
+from common.config import AUTH_SCHEME_OPTION, ENDPOINT_OPTION, ModelRouterConfig, endpoint_option, parse_config
 from common.errors import NotFoundError
-from router.remote_catalog import CatalogFormatError, catalog_models, model_base_url, origin_of, parse_document
+from router.remote_catalog import CatalogFormatError, catalog_models, host_path, origin_of, parse_document
 from router.selection import Catalog, LiveCatalog, build_target
 from tests.integration.catalog_server import entry
 
@@ -44,17 +44,20 @@ def models_of(config: ModelRouterConfig, entries: list[Any], reserved: tuple[str
 def test_an_entry_becomes_a_deployment_on_the_catalogue_host_with_its_family_adapter(
     config: ModelRouterConfig,
 ) -> None:
-    result = models_of(config, [entry("gpt-4o-2024", "gpt", "/serving/gpt-4o/v1", prompt=0.3, completion=1.2)])
+    handle = "/serving/gpt-4o/v1/chat/completions"
+    result = models_of(config, [entry("gpt-4o-2024", "gpt", handle, prompt=0.3, completion=1.2)])
     assert result.skipped == ()
     [(deployment, provider)] = result.deployments
     target = build_target(deployment, provider)
     assert target.deployment_id == "cloud/gpt-4o-2024"
     assert target.provider == "openai"
     assert target.upstream_model == "gpt-4o-2024"
-    # scheme + host (+ port) of the catalogue URL; its credentials, path, query and fragment dropped
-    assert target.base_url == "https://models.example:8443/serving/gpt-4o/v1"
+    # scheme + host (+ port) of the catalogue URL; its credentials, path, query and fragment dropped.
+    # The handle is the endpoint's full path on it: an option, not part of the base URL, which the
+    # adapter's own paths would be appended to.
+    assert target.base_url == "https://models.example:8443"
     assert target.api_key_env == "CLOUD_TOKEN"
-    assert dict(target.options) == {"region": "eu", AUTH_SCHEME_OPTION: "OAuth"}
+    assert dict(target.options) == {"region": "eu", AUTH_SCHEME_OPTION: "OAuth", ENDPOINT_OPTION: handle}
     assert target.timeout_s == 42
     assert (target.price.prompt_per_1k, target.price.completion_per_1k) == (0.3, 1.2)
     assert deployment.model == "gpt-4o-2024"
@@ -63,10 +66,22 @@ def test_an_entry_becomes_a_deployment_on_the_catalogue_host_with_its_family_ada
 
 def test_the_family_picks_the_adapter_per_entry(config: ModelRouterConfig) -> None:
     result = models_of(config, [entry("a", "gpt", "/a"), entry("b", "llama", "b/v1")])
-    assert [(d.id, p.adapter, d.base_url) for d, p in result.deployments] == [
-        ("cloud/a", "openai", "https://models.example:8443/a"),
-        ("cloud/b", "tgi", "https://models.example:8443/b/v1"),
+    assert [(d.id, p.adapter, d.base_url, d.options) for d, p in result.deployments] == [
+        ("cloud/a", "openai", "https://models.example:8443", {ENDPOINT_OPTION: "/a"}),
+        ("cloud/b", "tgi", "https://models.example:8443", {ENDPOINT_OPTION: "/b/v1"}),
     ]
+
+
+def test_an_entrys_paths_name_its_other_operations_endpoints(config: ModelRouterConfig) -> None:
+    paths = {"embeddings": "/serving/e/v1/embeddings", "images.generations": "serving/i"}
+    [(deployment, _)] = models_of(
+        config, [entry("m", "gpt", "/serving/c/v1/chat/completions", paths=paths)]
+    ).deployments
+    assert deployment.options == {
+        ENDPOINT_OPTION: "/serving/c/v1/chat/completions",
+        endpoint_option("embeddings"): "/serving/e/v1/embeddings",
+        endpoint_option("images.generations"): "/serving/i",
+    }
 
 
 def test_entries_that_cannot_be_served_are_skipped_with_the_reason(config: ModelRouterConfig) -> None:
@@ -80,11 +95,13 @@ def test_entries_that_cannot_be_served_are_skipped_with_the_reason(config: Model
         {"model_version": "no-handle", "model_family": "gpt", "prompt_price_1k": 0, "completion_price_1k": 0},
         "not an object",
         entry("reserved", "gpt", "/r"),
+        entry("odd-paths", "gpt", "/o", paths={"speech": "/o/speech"}),
+        entry("far-paths", "gpt", "/f", paths={"embeddings": "https://evil.example/e"}),
     ]
     result = models_of(config, entries, reserved=("cloud/reserved",))
     assert [d.id for d, _ in result.deployments] == ["cloud/good"]
     skipped = "\n".join(result.skipped)
-    assert len(result.skipped) == 8
+    assert len(result.skipped) == 10
     assert "models.1 (mystery): unknown model_family 'unknown-family'" in skipped
     assert "models.2: handle 'https://evil.example/steal' is not a path on the catalogue's host" in skipped
     assert "models.3: handle '//evil.example/steal'" in skipped
@@ -93,6 +110,8 @@ def test_entries_that_cannot_be_served_are_skipped_with_the_reason(config: Model
     assert "models.6: handle: Field required" in skipped
     assert "models.7:" in skipped
     assert "models.8 (reserved): duplicate deployment id 'cloud/reserved'" in skipped
+    assert "models.9: paths: unknown operation 'speech'" in skipped
+    assert "models.10: paths.embeddings 'https://evil.example/e' is not a path on the catalogue's host" in skipped
 
 
 def test_unknown_entry_fields_are_ignored(config: ModelRouterConfig) -> None:
@@ -120,8 +139,11 @@ def test_without_a_token_no_auth_scheme_is_set() -> None:
 )
 def test_origin_is_scheme_and_host(url: str, origin: str) -> None:
     assert origin_of(url) == origin
-    assert model_base_url(url, "/m/v1") == f"{origin}/m/v1"
-    assert model_base_url(url, "m/v1") == f"{origin}/m/v1"
+
+
+def test_a_handle_is_an_absolute_path() -> None:
+    assert host_path("/m/v1/chat/completions") == "/m/v1/chat/completions"
+    assert host_path("m/v1/messages") == "/m/v1/messages"
 
 
 @pytest.mark.parametrize(

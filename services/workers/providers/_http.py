@@ -264,6 +264,17 @@ def authorization(call: ProviderCall) -> Mapping[str, str]:
     return bearer(call.api_key, call.options.get(AUTH_SCHEME_OPTION) or "Bearer")
 
 
+def key_header(call: ProviderCall, name: str) -> Mapping[str, str]:
+    """The key in the provider's own header ``name`` (``x-api-key``, ``x-goog-api-key``), unless the
+    target's ``auth_scheme`` option names a scheme: then ``Authorization: <scheme> <key>`` alone. A
+    remote catalogue's host takes ``Authorization: OAuth <token>`` for every model, whatever API the
+    model speaks behind it, and must not be sent the token under another name as well."""
+    if not call.api_key:
+        return {}
+    scheme = call.options.get(AUTH_SCHEME_OPTION)
+    return {"Authorization": f"{scheme} {call.api_key}"} if scheme else {name: call.api_key}
+
+
 def json_or_none(raw: bytes | str) -> Any:
     """The parsed JSON, or None when the provider sent something else (an HTML error page, say)."""
     try:

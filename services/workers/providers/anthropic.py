@@ -1,6 +1,7 @@
 """Anthropic's Messages API (``POST {base_url}/v1/messages``, headers ``x-api-key`` and
 ``anthropic-version``), for chat and, through chat, legacy completions. Anthropic has no embeddings
-endpoint, so none is declared.
+endpoint, so none is declared. A target with an ``auth_scheme`` option (a remote catalogue's) sends
+the key as ``Authorization: <scheme> <key>`` instead of ``x-api-key``.
 
 ``_anthropic_request`` translates the OpenAI body (its docstring lists every OpenAI parameter's
 fate: translated, refused with a 400, or not sent); ``_anthropic_response`` rebuilds answers and
@@ -30,10 +31,12 @@ from workers.providers._anthropic_request import (
     messages_request,
 )
 from workers.providers._anthropic_response import PROVIDER, ChatStream, chat_answer
+from workers.providers._endpoints import Endpoints
 from workers.providers._http import (
     error_fields,
     json_object,
     json_or_none,
+    key_header,
     pooled_client,
     timeout_for,
     upstream_error,
@@ -43,6 +46,7 @@ from workers.providers._http import (
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 MESSAGES_PATH = "/v1/messages"
 API_VERSION = "2023-06-01"
+API_KEY_HEADER = "x-api-key"
 # OpenAI's documented default for legacy completions (CreateCompletionRequest.max_tokens).
 COMPLETIONS_DEFAULT_MAX_TOKENS = 16
 
@@ -79,6 +83,8 @@ ENDPOINTS: Mapping[str, _Endpoint] = {
 class AnthropicAdapter(ProviderAdapter):
     name = PROVIDER
     operations = frozenset(ENDPOINTS)
+    # Chat and completions both go to the Messages API, so a catalogue handle for it serves both.
+    endpoints = Endpoints(tails=("/messages",), chat="/messages")
 
     def __init__(self, base_url: str, options: Mapping[str, str] | None = None) -> None:
         super().__init__(base_url or DEFAULT_BASE_URL, options)
@@ -94,9 +100,9 @@ class AnthropicAdapter(ProviderAdapter):
         request = _request(call, endpoint)
         with upstream_failures(self.name, call.timeout_s):
             response = await self._client.post(
-                MESSAGES_PATH,
+                self.endpoints.path(call, MESSAGES_PATH),
                 content=orjson.dumps(request.body),
-                headers=_auth(call.api_key),
+                headers=key_header(call, API_KEY_HEADER),
                 timeout=timeout_for(call.timeout_s),
             )
         if response.is_error:
@@ -111,9 +117,9 @@ class AnthropicAdapter(ProviderAdapter):
         with upstream_failures(self.name, call.timeout_s):
             async with self._client.stream(
                 "POST",
-                MESSAGES_PATH,
+                self.endpoints.path(call, MESSAGES_PATH),
                 content=orjson.dumps(request.body),
-                headers=_auth(call.api_key),
+                headers=key_header(call, API_KEY_HEADER),
                 timeout=timeout_for(call.timeout_s),
             ) as response:
                 if response.is_error:
@@ -154,10 +160,6 @@ def _default_max_tokens(options: Mapping[str, str], fallback: int) -> int:
             code="invalid_provider_option",
         )
     return value
-
-
-def _auth(api_key: str | None) -> Mapping[str, str]:
-    return {"x-api-key": api_key} if api_key else {}
 
 
 # --- failures -------------------------------------------------------------------------------------

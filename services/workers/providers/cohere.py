@@ -53,6 +53,7 @@ from workers.openai_format import (
     text_completion,
 )
 from workers.providers._cohere_request import PROVIDER, chat_request, embed_request
+from workers.providers._endpoints import Endpoints
 from workers.providers._http import (
     authorization,
     error_from_response,
@@ -233,6 +234,7 @@ class StreamReader:
 class CohereAdapter(ProviderAdapter):
     name = PROVIDER
     operations = frozenset({Operation.CHAT, Operation.COMPLETIONS, Operation.EMBEDDINGS})
+    endpoints = Endpoints(tails=("/chat", "/embed"), chat="/chat")
 
     def __init__(self, base_url: str, options: Mapping[str, str] | None = None) -> None:
         super().__init__(base_url or DEFAULT_BASE_URL, options)
@@ -293,7 +295,7 @@ class CohereAdapter(ProviderAdapter):
         with upstream_failures(self.name, call.timeout_s):
             async with self._client.stream(
                 "POST",
-                CHAT_PATH,
+                self.endpoints.path(call, CHAT_PATH),
                 content=body,
                 headers={**authorization(call), **_SSE_HEADERS},
                 timeout=timeout_for(call.timeout_s),
@@ -320,7 +322,10 @@ class CohereAdapter(ProviderAdapter):
     async def _post(self, path: str, body: dict[str, Any], call: ProviderCall) -> dict[str, Any]:
         with upstream_failures(self.name, call.timeout_s):
             response = await self._client.post(
-                path, content=orjson.dumps(body), headers=authorization(call), timeout=timeout_for(call.timeout_s)
+                self.endpoints.path(call, path),
+                content=orjson.dumps(body),
+                headers=authorization(call),
+                timeout=timeout_for(call.timeout_s),
             )
         if response.is_error:
             raise self._error(response)

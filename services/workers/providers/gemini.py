@@ -3,7 +3,8 @@ embeddings and image generation (``_gemini_images.py``), translated to and from 
 
 Wire format, from the Gemini API reference (ai.google.dev/api) and the official google-genai SDK
 (``models.py``: paths ``{model}:generateContent``, ``{model}:streamGenerateContent?alt=sse``,
-``{model}:batchEmbedContents``; key in the ``x-goog-api-key`` header):
+``{model}:batchEmbedContents``; key in the ``x-goog-api-key`` header, or in ``Authorization`` for a
+target with an ``auth_scheme`` option, as a remote catalogue's):
 
 - ``POST /v1beta/models/{model}:generateContent`` answers a ``GenerateContentResponse``; the
   ``?alt=sse`` stream sends one per SSE ``data:`` event and simply ends (no terminator), the last
@@ -38,14 +39,23 @@ from workers.openai_format import (
     embedding_inputs,
     embeddings_response,
 )
+from workers.providers._endpoints import Endpoints
 from workers.providers._gemini_images import generate_images
 from workers.providers._gemini_request import generate_content_request
 from workers.providers._gemini_response import StreamReader, choices_of, response_id_of, usage_of
-from workers.providers._http import json_or_none, pooled_client, timeout_for, upstream_error, upstream_failures
+from workers.providers._http import (
+    json_or_none,
+    key_header,
+    pooled_client,
+    timeout_for,
+    upstream_error,
+    upstream_failures,
+)
 from workers.usage import estimate_prompt_tokens
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 API_VERSION = "/v1beta"
+API_KEY_HEADER = "x-goog-api-key"
 # batchEmbedContents takes at most 100 requests; OpenAI's endpoint takes up to 2048 inputs.
 EMBEDDING_BATCH = 100
 # Embeddings fields besides the ones translated: none of these changes the vectors.
@@ -57,6 +67,13 @@ _CREDENTIAL_REASONS = frozenset({"API_KEY_INVALID", "API_KEY_EXPIRED"})
 class GeminiAdapter(ProviderAdapter):
     name = "gemini"
     operations = frozenset({Operation.CHAT, Operation.COMPLETIONS, Operation.EMBEDDINGS, Operation.IMAGES})
+    # A catalogue handle names a model's method (``.../models/<model>:generateContent``), which serves
+    # chat, completions and images alike; its stream is the same model's streamGenerateContent.
+    endpoints = Endpoints(
+        tails=(":generateContent", ":batchEmbedContents"),
+        chat=":generateContent",
+        streams={":generateContent": ":streamGenerateContent"},
+    )
 
     def __init__(self, base_url: str, options: Mapping[str, str] | None = None) -> None:
         super().__init__(base_url or DEFAULT_BASE_URL, options)
@@ -137,9 +154,9 @@ class GeminiAdapter(ProviderAdapter):
     async def _post(self, call: ProviderCall, path: str, request: dict[str, Any]) -> dict[str, Any]:
         with upstream_failures(self.name, call.timeout_s):
             response = await self._client.post(
-                f"{API_VERSION}/{path}",
+                self.endpoints.path(call, f"{API_VERSION}/{path}"),
                 content=orjson.dumps(request),
-                headers=_key(call.api_key),
+                headers=key_header(call, API_KEY_HEADER),
                 timeout=timeout_for(call.timeout_s),
             )
         if response.is_error:
@@ -165,10 +182,10 @@ class GeminiAdapter(ProviderAdapter):
         with upstream_failures(self.name, call.timeout_s):
             async with self._client.stream(
                 "POST",
-                f"{API_VERSION}/{_model_path(call.upstream_model)}:streamGenerateContent",
+                self.endpoints.path(call, f"{API_VERSION}/{_model_path(call.upstream_model)}:streamGenerateContent"),
                 params={"alt": "sse"},
                 content=request,
-                headers={**_key(call.api_key), "Accept": "text/event-stream"},
+                headers={**key_header(call, API_KEY_HEADER), "Accept": "text/event-stream"},
                 timeout=timeout_for(call.timeout_s),
             ) as response:
                 if response.is_error:
@@ -219,10 +236,6 @@ def _chat_body(call: ProviderCall) -> dict[str, Any]:
 def _model_path(model: str) -> str:
     """``models/<name>`` (tuned models and full resource names are used as they are)."""
     return model if "/" in model else f"models/{model}"
-
-
-def _key(api_key: str | None) -> Mapping[str, str]:
-    return {"x-goog-api-key": api_key} if api_key else {}
 
 
 def _retry_delay(details: list[dict[str, Any]]) -> float | None:

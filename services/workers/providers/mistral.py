@@ -48,6 +48,7 @@ from workers.openai_format import (
     embedding_inputs,
     embeddings_response,
 )
+from workers.providers._endpoints import Endpoints
 from workers.providers._http import error_fields, json_or_none, upstream_error
 from workers.providers.openai import OpenAIAdapter, generated_chars, usage_of
 
@@ -264,6 +265,7 @@ class MistralAdapter(OpenAIAdapter):
     name = PROVIDER
     paths = {Operation.CHAT: CHAT_PATH, Operation.COMPLETIONS: CHAT_PATH, Operation.EMBEDDINGS: EMBEDDINGS_PATH}
     operations = frozenset(paths)
+    endpoints = Endpoints(tails=("/chat/completions", "/embeddings"), chat="/chat/completions")
 
     def __init__(self, base_url: str, options: Mapping[str, str] | None = None) -> None:
         super().__init__(base_url or DEFAULT_BASE_URL, options)

@@ -34,6 +34,7 @@ from workers.openai_format import (
     text_completion,
 )
 from workers.providers import _ollama_request as translate
+from workers.providers._endpoints import Endpoints
 from workers.providers._http import (
     authorization,
     error_from_response,
@@ -182,6 +183,7 @@ class OllamaAdapter(ProviderAdapter):
         Operation.EMBEDDINGS: _Route("/api/embed", translate.embed_request, embed_answer, streams=False),
     }
     operations = frozenset(routes)
+    endpoints = Endpoints(tails=("/chat", "/generate", "/embed"), chat="/chat")
 
     def __init__(self, base_url: str, options: Mapping[str, str] | None = None) -> None:
         super().__init__(base_url or DEFAULT_BASE_URL, options)
@@ -196,7 +198,10 @@ class OllamaAdapter(ProviderAdapter):
         content = orjson.dumps(route.request(call, stream=False))
         with upstream_failures(self.name, call.timeout_s):
             response = await self._client.post(
-                route.path, content=content, headers=authorization(call), timeout=timeout_for(call.timeout_s)
+                self.endpoints.path(call, route.path),
+                content=content,
+                headers=authorization(call),
+                timeout=timeout_for(call.timeout_s),
             )
         if response.is_error:
             raise self._error(response)
@@ -212,7 +217,7 @@ class OllamaAdapter(ProviderAdapter):
         with upstream_failures(self.name, call.timeout_s):
             async with self._client.stream(
                 "POST",
-                route.path,
+                self.endpoints.path(call, route.path),
                 content=content,
                 headers={**authorization(call), **_NDJSON_HEADERS},
                 timeout=timeout_for(call.timeout_s),

@@ -27,6 +27,7 @@ from common.providers.base import (
     StreamChunk,
     Usage,
 )
+from workers.providers._endpoints import Endpoints
 from workers.providers._http import (
     authorization,
     error_fields,
@@ -51,6 +52,8 @@ class OpenAIAdapter(ProviderAdapter):
         Operation.IMAGES: "/images/generations",
     }
     operations = frozenset(paths)
+    # A catalogue handle ending with one of these names that endpoint (see ``_endpoints``).
+    endpoints: ClassVar[Endpoints] = Endpoints(tails=tuple(paths.values()), chat=paths[Operation.CHAT])
     # The operations whose answers come as SSE; the others answer one JSON body.
     streaming: ClassVar[frozenset[str]] = frozenset({Operation.CHAT, Operation.COMPLETIONS})
 
@@ -65,7 +68,7 @@ class OpenAIAdapter(ProviderAdapter):
         self.check_supported(call)
         with upstream_failures(self.name, call.timeout_s):
             response = await self._client.post(
-                self.paths[call.operation],
+                self.endpoints.path(call, self.paths[call.operation]),
                 content=self.prepare_body(call),
                 headers=authorization(call),
                 timeout=timeout_for(call.timeout_s),
@@ -80,14 +83,14 @@ class OpenAIAdapter(ProviderAdapter):
         self.check_supported(call)
         if call.operation not in self.streaming:  # refused here, before any upstream call
             raise InvalidRequestError(f"{call.operation} cannot be streamed.", param="stream")
-        return self._stream(call)
+        return self._stream(call, self.endpoints.path(call, self.paths[call.operation]))
 
-    async def _stream(self, call: ProviderCall) -> AsyncIterator[StreamChunk]:
+    async def _stream(self, call: ProviderCall, path: str) -> AsyncIterator[StreamChunk]:
         done = finished = False  # [DONE] seen; a finish_reason seen
         with upstream_failures(self.name, call.timeout_s):
             async with self._client.stream(
                 "POST",
-                self.paths[call.operation],
+                path,
                 content=self.prepare_body(call),
                 headers={**authorization(call), **_SSE_HEADERS},
                 timeout=timeout_for(call.timeout_s),

@@ -29,6 +29,7 @@ from httpx_sse import EventSource
 from common.errors import UpstreamError
 from common.providers.base import Operation, ProviderAdapter, ProviderCall, ProviderResponse, StreamChunk, Usage
 from workers.openai_format import ChatChunks, CompletionChunks, chat_completion, text_completion
+from workers.providers._endpoints import Endpoints
 from workers.providers._http import (
     authorization,
     error_from_response,
@@ -123,6 +124,8 @@ class TokenReader:
 class TGIAdapter(ProviderAdapter):
     name = "tgi"
     operations = frozenset({Operation.CHAT, Operation.COMPLETIONS})
+    # Both operations are a generate; a catalogue handle names /generate, and streams go to its twin.
+    endpoints = Endpoints(tails=("/generate",), chat="/generate", streams={"/generate": "/generate_stream"})
 
     def __init__(self, base_url: str, options: Mapping[str, str] | None = None) -> None:
         super().__init__(base_url, options)
@@ -136,7 +139,7 @@ class TGIAdapter(ProviderAdapter):
         request = tgi_request(call, stream=False)
         with upstream_failures(self.name, call.timeout_s):
             response = await self._client.post(
-                "/generate",
+                self.endpoints.path(call, "/generate"),
                 content=orjson.dumps(request.body),
                 headers=authorization(call),
                 timeout=timeout_for(call.timeout_s),
@@ -152,7 +155,7 @@ class TGIAdapter(ProviderAdapter):
         with upstream_failures(self.name, call.timeout_s):
             async with self._client.stream(
                 "POST",
-                "/generate_stream",
+                self.endpoints.path(call, "/generate_stream"),
                 content=orjson.dumps(request.body),
                 headers={**authorization(call), **_SSE_HEADERS},
                 timeout=timeout_for(call.timeout_s),
