@@ -7,23 +7,30 @@ from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
 from starlette.types import ASGIApp
 
-from gateway import errors
+from gateway import errors, openapi
 from gateway.deps import Gateway
 from gateway.edge import FastLane, ServerSpans
 from gateway.routes import generate, health, messages, models
 
 UNTRACED_PATHS = ("/health", "/ready")
 NO_FASTAPI_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}
+FAST_ROUTES = (*generate.routes, *messages.routes)
 
 
-def create_app(gateway: Gateway) -> ASGIApp:
+def create_api(gateway: Gateway) -> FastAPI:
+    """The FastAPI application alone: every route the gateway serves, the fast lane's included."""
     # FastAPI's own OpenTelemetry is off: ServerSpans traces every request, the fast lane's included.
-    api = FastAPI(title="ModelRouter", docs_url=None, redoc_url=None, telemetry=NO_FASTAPI_TELEMETRY)
+    # Its own OpenAPI document and docs pages are off too: gateway.openapi serves complete ones.
+    api = FastAPI(title=openapi.TITLE, openapi_url=None, docs_url=None, redoc_url=None, telemetry=NO_FASTAPI_TELEMETRY)
     api.state.gateway = gateway
     errors.install(api)
     # Also registered with FastAPI: for its 405 on other methods, and for anyone reading its routes.
-    api.router.routes.extend(generate.routes)
-    api.router.routes.extend(messages.routes)
+    api.router.routes.extend(FAST_ROUTES)
     for module in (models, health):
         api.include_router(module.router)
-    return ServerSpans(FastLane(api, [*generate.routes, *messages.routes]), untraced_paths=UNTRACED_PATHS)
+    openapi.install(api)
+    return api
+
+
+def create_app(gateway: Gateway) -> ASGIApp:
+    return ServerSpans(FastLane(create_api(gateway), FAST_ROUTES), untraced_paths=UNTRACED_PATHS)
