@@ -10,6 +10,8 @@ Each class knows its HTTP status, OpenAI error ``type``/``code`` and gRPC status
     ├── NotFoundError                     404 invalid_request_error / model_not_found
     ├── PayloadTooLargeError              413 invalid_request_error / request_too_large
     ├── RateLimitError                    429 rate_limit_error      (retry_after_s)
+    ├── BudgetExceededError               429 insufficient_quota    (x-should-retry: false)
+    ├── DatabaseUnavailableError          503 api_error             / database_unavailable
     ├── NoHealthyTargetError              503 api_error             / no_healthy_target
     └── UpstreamError                     502 upstream_error        (retryable, upstream_status)
         ├── UpstreamTimeoutError          504 timeout
@@ -100,6 +102,28 @@ class RateLimitError(ModelRouterError):
     type = "rate_limit_error"
     default_code = "rate_limit_exceeded"
     grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class BudgetExceededError(ModelRouterError):
+    """A key's or team's budget has no room for the request: OpenAI's answer for an account out of
+    credit, which its SDKs must not retry (a 429 is otherwise retried), hence x-should-retry."""
+
+    status = 429
+    type = "insufficient_quota"
+    default_code = "insufficient_quota"
+    grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+    def headers(self) -> dict[str, str]:
+        return {**super().headers(), "x-should-retry": "false"}
+
+
+class DatabaseUnavailableError(ModelRouterError):
+    """Postgres (accounting's) cannot be reached: admin writes and ledger reads wait for it."""
+
+    status = 503
+    type = "api_error"
+    default_code = "database_unavailable"
+    grpc_code = grpc.StatusCode.UNAVAILABLE
 
 
 class NoHealthyTargetError(ModelRouterError):

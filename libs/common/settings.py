@@ -34,6 +34,11 @@ class CommonSettings(BaseSettings):
     # Where gateways publish jobs and workers take them; overridable for the same reason, so one
     # stack's jobs never reach another stack's workers (whose provider keys differ).
     jobs_subject: str = subjects.JOBS
+    # Keys and teams: the bucket accounting writes and gateways watch, and the subjects of the admin
+    # API and the ledger's spend queries; overridable so stacks sharing one NATS stay apart.
+    keys_bucket: str = subjects.KEYS_BUCKET
+    admin_subject: str = subjects.ADMIN
+    ledger_subject: str = subjects.LEDGER_SPEND
     # Unique per process; names this process's NATS reply/cancel subjects.
     instance_id: str = Field(default_factory=lambda: uuid.uuid4().hex[:12])
 

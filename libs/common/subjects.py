@@ -13,6 +13,20 @@ USAGE = "mr.v1.usage"
 USAGE_STREAM = "MR_USAGE"
 ACCOUNTING_DURABLE = "accounting"
 
+KEYS_BUCKET = "MR_KEYS"
+"""JetStream key-value bucket accounting writes and every gateway watches: ``key.<id>`` holds a
+``keys.v1.KeyRecord``, ``team.<id>`` a ``keys.v1.TeamRecord`` (never a secret)."""
+
+ADMIN = "mr.v1.admin"
+"""Gateway -> accounting, request/reply: the admin API (keys, teams), answered from Postgres. The
+request is JSON ``{"method", "path", "query", "body"}`` as the gateway received it (``path`` starts
+with ``/admin/``; ``query`` a mapping of strings; ``body`` the parsed JSON or null); the reply is
+JSON ``{"status": <HTTP status>, "body": <JSON>}``, errors in OpenAI's shape."""
+ADMIN_QUEUE = "accounting-admin"
+
+LEDGER_SPEND = "mr.v1.ledger.spend"
+"""Router -> accounting, request/reply: ``keys.v1.SpendQuery`` -> ``keys.v1.SpendAnswer``."""
+
 MSG_ID_HEADER = "Nats-Msg-Id"
 USAGE_BATCH_HEADER = "Mr-Usage-Batch"
 """Present (value "1") on a USAGE message whose payload is a UsageBatch rather than one UsageEvent."""

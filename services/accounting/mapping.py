@@ -14,8 +14,8 @@ from typing import Any
 
 from google.protobuf.message import DecodeError
 
-from accounting.pricing import cost_usd
 from common import subjects
+from common.pricing import cost_usd
 from modelrouter.events.v1 import events_pb2
 
 _STATUS_NAMES = {

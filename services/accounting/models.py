@@ -12,10 +12,9 @@ from decimal import Decimal
 from sqlalchemy import BigInteger, CheckConstraint, DateTime, Float, Index, Integer, Numeric, String, text
 from sqlmodel import Field, SQLModel
 
-STATUSES = ("success", "error", "cancelled")
+from common.pricing import COST_PRECISION, COST_SCALE
 
-# USD; 12 decimal places keep per-token prices of the cheapest models exact.
-COST_PRECISION, COST_SCALE = 20, 12
+STATUSES = ("success", "error", "cancelled")
 
 
 class UsageRecord(SQLModel, table=True):

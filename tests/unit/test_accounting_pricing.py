@@ -4,8 +4,7 @@ from decimal import Decimal
 
 import pytest
 
-from accounting.models import COST_SCALE
-from accounting.pricing import InvalidPriceError, cost_usd, price_to_decimal
+from common.pricing import COST_SCALE, InvalidPriceError, cost_usd, price_to_decimal
 
 
 def test_cost_is_exact_decimal_of_both_sides() -> None:

@@ -1,4 +1,5 @@
-"""What a request cost, in exact decimal USD.
+"""What a request cost, in exact decimal USD: what accounting stores, and what the gateway settles a
+key's budget with (the same function, so the two never disagree).
 
 Prices travel as protobuf doubles (USD per 1,000 tokens). Each is read back through its shortest
 round-tripping text (``repr``), so a configured ``0.0015`` is the decimal 0.0015 and not the
@@ -10,8 +11,8 @@ from __future__ import annotations
 import math
 from decimal import ROUND_HALF_EVEN, Context, Decimal
 
-from accounting.models import COST_PRECISION, COST_SCALE
-
+# USD; 12 decimal places keep per-token prices of the cheapest models exact.
+COST_PRECISION, COST_SCALE = 20, 12
 _QUANTUM = Decimal(1).scaleb(-COST_SCALE)
 _THOUSAND = Decimal(1000)
 # Wide enough that no product of a uint32 token count and a sane price is rounded before the
@@ -38,3 +39,20 @@ def cost_usd(prompt_tokens: int, completion_tokens: int, prompt_per_1k: float, c
     completion = _CONTEXT.multiply(Decimal(completion_tokens), price_to_decimal(completion_per_1k))
     total = _CONTEXT.divide(_CONTEXT.add(prompt, completion), _THOUSAND)
     return total.quantize(_QUANTUM, rounding=ROUND_HALF_EVEN, context=_CONTEXT)
+
+
+# Budgets are counted in Redis as integers of this unit (USD 1e-9): exact sums, no float drift, and
+# an int64 holds over nine billion dollars of it.
+NANO_USD_PER_USD = 1_000_000_000
+
+
+def to_nano_usd(usd: Decimal | float) -> int:
+    """``usd`` in nano-USD, rounded up: a budget is never charged less than the cost."""
+    return math.ceil(Decimal(repr(usd) if isinstance(usd, float) else usd) * NANO_USD_PER_USD)
+
+
+def max_cost_nano_usd(
+    prompt_tokens: int, completion_tokens: int, prompt_per_1k: float, completion_per_1k: float
+) -> int:
+    """The most a request may cost, in nano-USD, for a reservation against a budget."""
+    return to_nano_usd(cost_usd(prompt_tokens, completion_tokens, prompt_per_1k, completion_per_1k))
