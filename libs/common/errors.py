@@ -6,7 +6,7 @@ Each class knows its HTTP status, OpenAI error ``type``/``code`` and gRPC status
     ModelRouterError                      500 api_error
     ├── InvalidRequestError               400 invalid_request_error
     ├── AuthenticationError               401 invalid_request_error / invalid_api_key
-    ├── PermissionDeniedError             403 invalid_request_error
+    ├── PermissionDeniedError             403 permission_error
     ├── NotFoundError                     404 invalid_request_error / model_not_found
     ├── PayloadTooLargeError              413 invalid_request_error / request_too_large
     ├── RateLimitError                    429 rate_limit_error      (retry_after_s)
@@ -49,6 +49,8 @@ class ModelRouterError(Exception):
         self.param = param
         self.code = code if code is not None else self.default_code
         self.retry_after_s = retry_after_s
+        # Response headers the error's answer carries besides Retry-After (x-ratelimit-* of a 429).
+        self.extra_headers: dict[str, str] = {}
 
     def to_dict(self) -> dict[str, Any]:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
@@ -58,8 +60,8 @@ class ModelRouterError(Exception):
 
     def headers(self) -> dict[str, str]:
         if self.retry_after_s is None:
-            return {}
-        return {"Retry-After": str(max(1, round(self.retry_after_s)))}
+            return dict(self.extra_headers)
+        return {**self.extra_headers, "Retry-After": str(max(1, round(self.retry_after_s)))}
 
 
 class InvalidRequestError(ModelRouterError):
@@ -78,7 +80,7 @@ class AuthenticationError(ModelRouterError):
 
 class PermissionDeniedError(ModelRouterError):
     status = 403
-    type = "invalid_request_error"
+    type = "permission_error"
     default_code = "permission_denied"
     grpc_code = grpc.StatusCode.PERMISSION_DENIED
 

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 
 import nats
 from nats.aio.client import Client as NATS
+from nats.js.kv import KeyValue
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind
 
@@ -114,3 +115,17 @@ async def ensure_usage_stream(nc: NATS, stream: str = subjects.USAGE_STREAM, sub
         await js.add_stream(config)
     except BadRequestError:
         await js.update_stream(config)
+
+
+async def ensure_keys_bucket(nc: NATS, bucket: str = subjects.KEYS_BUCKET) -> KeyValue:
+    """The key-value bucket of keys and teams (accounting writes it, gateways watch it), created if
+    missing; idempotent, so either side may start first. One revision per entry: only the current
+    record matters, and a watcher started later gets exactly that."""
+    from nats.js.api import KeyValueConfig, StorageType
+    from nats.js.errors import BucketNotFoundError
+
+    js = nc.jetstream()
+    try:
+        return await js.key_value(bucket)
+    except BucketNotFoundError:
+        return await js.create_key_value(KeyValueConfig(bucket=bucket, history=1, storage=StorageType.FILE))

@@ -10,7 +10,7 @@ import sys
 import uuid
 from typing import TypeVar
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from common import subjects
@@ -54,6 +54,19 @@ class GatewaySettings(CommonSettings):
     # How long to wait for any worker to pick a job up.
     accept_timeout_s: float = Field(default=5.0, gt=0)
     max_attempts: int = Field(default=3, ge=1)
+    # Seed 001's further client keys (AUTH_KEY, AUTH_KEY_01..99 are read from the environment too).
+    allowed_api_keys: str = Field(default="", description="comma-separated client keys")
+    # false: no key is asked for (local development only; the gateway says so loudly at start).
+    enable_auth: bool = True
+    # Authorises the admin API (keys, teams). No default: without it the admin API answers 401.
+    modelrouter_master_key: SecretStr | None = None
+    # USD budgets for every key without one of its own (seed 004's settings).
+    default_daily_budget: float | None = Field(default=None, ge=0)
+    default_monthly_budget: float | None = Field(default=None, ge=0)
+    # Output tokens reserved against a key's tpm and budget for a request that sets no max_tokens.
+    reserve_output_tokens: int = Field(default=4096, ge=0)
+    # A full re-read of the keys bucket this often, besides the live watch (heals a missed update).
+    keys_resync_s: float = Field(default=300.0, gt=0)
     # Usage events of this long go to JetStream as one message (0: one message per request). A
     # JetStream publish and its ack cost ~0.2 ms of CPU; gathered, a request pays a fraction of it.
     usage_linger_s: float = Field(default=0.01, ge=0, le=1.0)

@@ -1,5 +1,5 @@
 """What route handlers get: from FastAPI's dependency injection, or (on the plain Starlette routes of
-the hot path) by calling ``gateway_of`` and ``KeyStore.authenticate`` directly."""
+the hot path) by calling ``gateway_of`` and ``Keyring.authenticate`` directly."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 from nats.aio.client import Client as NATS
 
-from common.errors import PayloadTooLargeError
+from common.errors import PayloadTooLargeError, PermissionDeniedError
 from common.settings import GatewaySettings
-from gateway.auth import KeyStore
 from gateway.dispatch import Dispatcher
+from gateway.keyring import Keyring, Principal
+from gateway.keyring_watch import KeyringWatch
 from gateway.router_client import RouterClient
 
 
@@ -21,10 +22,11 @@ class Gateway:
     """Everything a request needs, built once by ``main`` and kept on ``app.state.gateway``."""
 
     settings: GatewaySettings
-    keys: KeyStore
+    keys: Keyring
     router: RouterClient
     dispatcher: Dispatcher
     nats: NATS
+    watch: KeyringWatch | None = None  # keeps ``keys`` equal to the keys bucket
     draining: bool = False
 
 
@@ -44,11 +46,32 @@ async def authenticate(
     gateway: GatewayDep,
     authorization: Annotated[str | None, Header()] = None,
     x_api_key: Annotated[str | None, Header()] = None,
-) -> str:
+) -> Principal:
     return gateway.keys.authenticate(authorization, x_api_key)
 
 
-KeyId = Annotated[str, Depends(authenticate)]
+Caller = Annotated[Principal, Depends(authenticate)]
+
+
+async def operator(caller: Caller) -> Principal:
+    """The master key or an ``ops`` key: who may read the operator's endpoints."""
+    if not caller.can_operate:
+        raise PermissionDeniedError("This endpoint needs an ops key or the master key.", code="ops_key_required")
+    return caller
+
+
+Operator = Annotated[Principal, Depends(operator)]
+
+
+async def master(caller: Caller) -> Principal:
+    if caller.role != "master":
+        raise PermissionDeniedError(
+            "The admin API needs the master key (MODELROUTER_MASTER_KEY).", code="master_key_required"
+        )
+    return caller
+
+
+Master = Annotated[Principal, Depends(master)]
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -28,7 +28,8 @@ from common.errors import (
     WorkerLostError,
 )
 from common.messaging import producer_span
-from gateway import sse
+from gateway import ratelimit_headers, sse
+from gateway.admission import settlement_of
 from gateway.attempt import Attempt, error_from_reply
 from gateway.job_bodies import JobBodies
 from gateway.ledger import Ledger
@@ -59,6 +60,11 @@ class Call:
     stream: bool = False
     include_usage: bool = False
     estimated_tokens: int = 0
+    team_id: str = ""
+    # The key's and team's limits for the router (None: an ungoverned key), and once routed the
+    # x-ratelimit-* headers of the answer.
+    admission: router_pb2.Admission | None = None
+    limit_headers: dict[str, str] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
     started_unix_ms: int = field(default_factory=lambda: time.time_ns() // 1_000_000)
 
@@ -213,12 +219,18 @@ class Dispatcher:
         exclude: list[str] = []
         last_error: UpstreamError | None = None
         for n in range(self._max_attempts):
+            if call.admission is not None:
+                call.admission.first = n == 0  # later attempts ride on the first one's reservation
             try:
-                route = await self._router.route(call.model, call.key_id, call.estimated_tokens, exclude)
+                route = await self._router.route(
+                    call.model, call.key_id, call.estimated_tokens, exclude, call.admission
+                )
             except (NoHealthyTargetError, RateLimitError):
                 if last_error is not None:  # the first failure says more than "nothing left"
                     raise last_error from None
                 raise
+            ledger.admitted = ledger.admitted or call.admission is not None
+            call.limit_headers = ratelimit_headers.of_response(route)
             target = route.target
             ledger.target, ledger.attempts = target, n + 1
             attempt = ledger.attempt = await self._send_job(call, target, n)
@@ -331,7 +343,10 @@ class Dispatcher:
 
     def _account(self, call: Call, ledger: Ledger, now: float) -> None:
         self._bodies.release(call.request_id)
-        self._usage.publish(ledger.event(call, now), ledger.worker_span or None)
+        event = ledger.event(call, now)
+        if ledger.admitted:  # give back what the request reserved and did not use
+            self._router.settle(settlement_of(event))
+        self._usage.publish(event, ledger.worker_span or None)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.ensure_future(coro)

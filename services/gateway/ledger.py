@@ -25,6 +25,7 @@ class Ledger:
     first_byte_at: float | None = None
     error: ModelRouterError | None = None
     cancelled: bool = False
+    admitted: bool = False  # the router holds a reservation for this request, to settle
     # What was relayed to the client, billed when the worker vanished before its Result said more.
     relayed_chars: int = 0
     prompt_tokens: int = 0
@@ -59,6 +60,7 @@ class Ledger:
             attempts=self.attempts,
             latency_ms=(now - call.started) * 1000,
             ttft_ms=(self.first_byte_at - call.started) * 1000 if self.first_byte_at else 0.0,
+            team_id=call.team_id,
             started_at_unix_ms=call.started_unix_ms,
             finished_at_unix_ms=call.started_unix_ms + int((now - call.started) * 1000),
         )

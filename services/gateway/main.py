@@ -19,10 +19,11 @@ from common.lifecycle import settle_heap
 from common.messaging import DependencyUnavailable, connect_nats, ensure_usage_stream
 from common.settings import GatewaySettings, load_settings
 from gateway.app import create_app
-from gateway.auth import KeyStore
 from gateway.deps import Gateway
 from gateway.dispatch import Dispatcher
 from gateway.job_bodies import JobBodies
+from gateway.keyring import Keyring
+from gateway.keyring_watch import KeyringWatch
 from gateway.replies import ReplyHub
 from gateway.router_client import RouterClient
 from gateway.usage import UsagePublisher
@@ -73,14 +74,24 @@ async def build_gateway(
         max_attempts=settings.max_attempts,
         jobs_subject=settings.jobs_subject,
     )
-    keys = KeyStore(settings.api_keys, list(config.keys))
-    return Gateway(settings, keys, router, dispatcher, nc), hub, bodies, usage
+    keys = Keyring(settings, list(config.keys))
+    watch = KeyringWatch(nc, keys, settings.keys_bucket, resync_s=settings.keys_resync_s)
+    await watch.start()
+    return Gateway(settings, keys, router, dispatcher, nc, watch=watch), hub, bodies, usage
 
 
 async def serve(settings: GatewaySettings, config: ModelRouterConfig) -> None:
     gateway, hub, bodies, usage = await build_gateway(settings, config)
-    if not len(gateway.keys):
-        log.warning("no client keys configured (API_KEYS or config keys): every request will get 401")
+    if not settings.enable_auth:
+        log.warning(
+            "AUTHENTICATION IS OFF (ENABLE_AUTH=false): anyone who reaches port %d may use every model. "
+            "For local development only.",
+            settings.gateway_port,
+        )
+    elif not len(gateway.keys):
+        log.warning(
+            "no client keys configured (API_KEYS, the config's keys or the admin API): every request will get 401"
+        )
     server = _DrainingServer(
         uvicorn.Config(
             create_app(gateway),
@@ -104,6 +115,8 @@ async def serve(settings: GatewaySettings, config: ModelRouterConfig) -> None:
         await usage.flush(settings.drain_timeout_s)
         await hub.stop()
         await bodies.stop()
+        if gateway.watch is not None:
+            await gateway.watch.stop()
         await gateway.router.close()
         await gateway.nats.drain()
 

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 
 import grpc
 import grpc.aio
@@ -56,13 +57,18 @@ def _ended_by(error: Exception) -> Exception:
     return error  # not the stream's end but a fault of ours: let it show as what it is
 
 
-class _Stream:
-    __slots__ = ("_call", "_next_id", "_outbox", "_pending", "born", "open", "reader")
+Unsent = Callable[[list[router_pb2.Settlement]], None]
+_Outgoing = router_pb2.RouteStreamRequest | router_pb2.Settlement
 
-    def __init__(self, stub: router_pb2_grpc.RouterStub) -> None:
+
+class _Stream:
+    __slots__ = ("_call", "_next_id", "_outbox", "_pending", "_unsent", "born", "open", "reader")
+
+    def __init__(self, stub: router_pb2_grpc.RouterStub, unsent: Unsent) -> None:
         self._call = stub.RouteBatchStream()
         self._pending: dict[int, asyncio.Future[router_pb2.RouteStreamResponse]] = {}
-        self._outbox = CoalescingWriter(self._write, self._not_sent)
+        self._outbox: CoalescingWriter[_Outgoing] = CoalescingWriter(self._write, self._not_sent)
+        self._unsent = unsent
         self._next_id = 0
         self.born = time.monotonic()
         self.open = True  # takes new requests
@@ -87,16 +93,30 @@ class _Stream:
         finally:
             self._pending.pop(request_id, None)
 
-    async def _write(self, requests: list[router_pb2.RouteStreamRequest]) -> None:
-        await self._call.write(router_pb2.RouteStreamRequests(requests=requests))
+    def settle(self, settlement: router_pb2.Settlement) -> None:
+        """Goes out with the next message; nothing answers it."""
+        self._outbox.put(settlement)
 
-    def _not_sent(self, requests: list[router_pb2.RouteStreamRequest], error: Exception) -> None:
+    async def _write(self, items: list[_Outgoing]) -> None:
+        message = router_pb2.RouteStreamRequests()
+        for item in items:
+            if isinstance(item, router_pb2.Settlement):
+                message.settlements.append(item)
+            else:
+                message.requests.append(item)
+        await self._call.write(message)
+
+    def _not_sent(self, items: list[_Outgoing], error: Exception) -> None:
         """A write failed: the stream is over (or half-closed), and the router never saw these."""
         self.open = False
-        for request in requests:
-            waiting = self._pending.pop(request.id, None)
-            if waiting is not None and not waiting.done():
+        unsent: list[router_pb2.Settlement] = []
+        for item in items:
+            if isinstance(item, router_pb2.Settlement):
+                unsent.append(item)
+            elif (waiting := self._pending.pop(item.id, None)) is not None and not waiting.done():
                 waiting.set_exception(_ended_by(error))
+        if unsent:
+            self._unsent(unsent)
 
     async def _read(self) -> None:
         error: grpc.aio.AioRpcError | None = None
@@ -134,9 +154,15 @@ class _Stream:
 
 class RouteStreamPool:
     def __init__(
-        self, channel: grpc.aio.Channel, streams: int = STREAMS, max_age_s: float = MAX_AGE_S, fill: int = FILL
+        self,
+        channel: grpc.aio.Channel,
+        streams: int = STREAMS,
+        max_age_s: float = MAX_AGE_S,
+        fill: int = FILL,
+        unsent_settlements: Unsent | None = None,
     ) -> None:
         self._stub = router_pb2_grpc.RouterStub(channel)
+        self._unsent: Unsent = unsent_settlements or (lambda settlements: None)
         self._slots: list[_Stream | None] = [None] * streams
         self._turn = 0
         self._fill = fill
@@ -168,8 +194,11 @@ class RouteStreamPool:
         if stream is not None and stream.open and time.monotonic() - stream.born > self._max_age_s:
             self._retire(stream)
         if stream is None or not stream.open:
-            stream = self._slots[self._turn] = _Stream(self._stub)
+            stream = self._slots[self._turn] = _Stream(self._stub, self._unsent)
         return stream
+
+    def settle(self, settlement: router_pb2.Settlement) -> None:
+        self._stream().settle(settlement)
 
     def _retire(self, stream: _Stream) -> None:
         stream.open = False  # now, not when the task starts: no request may pick it meanwhile

@@ -12,8 +12,16 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind
 
-from common.errors import ModelRouterError, NoHealthyTargetError, NotFoundError, RateLimitError
+from common.errors import (
+    BudgetExceededError,
+    DatabaseUnavailableError,
+    ModelRouterError,
+    NoHealthyTargetError,
+    NotFoundError,
+    RateLimitError,
+)
 from common.telemetry import grpc_metadata, traceparent_of
+from gateway import ratelimit_headers
 from gateway.route_streams import RouteStreamPool, StreamEnded
 from modelrouter.router.v1 import router_pb2, router_pb2_grpc
 
@@ -44,6 +52,25 @@ def _retry_after(err: grpc.aio.AioRpcError) -> float | None:
 _STATUS_CODES = {code.value[0]: code for code in grpc.StatusCode}
 
 
+# What a RouteError's ``code`` says, where the gRPC status alone does not (a key's limits and budgets).
+_BY_CODE: dict[str, type[ModelRouterError]] = {
+    BudgetExceededError.default_code or "": BudgetExceededError,
+    DatabaseUnavailableError.default_code or "": DatabaseUnavailableError,
+}
+
+
+def _route_error(error: router_pb2.RouteError, model: str) -> ModelRouterError:
+    code = _STATUS_CODES.get(error.grpc_code, grpc.StatusCode.UNKNOWN)
+    known = _BY_CODE.get(error.code)
+    exc = (
+        known(error.message, retry_after_s=error.retry_after_s or None)
+        if known is not None
+        else _to_error(code, error.message, error.retry_after_s or None, model)
+    )
+    exc.extra_headers = ratelimit_headers.of_error(error)
+    return exc
+
+
 def _to_error(code: grpc.StatusCode, details: str, retry_after_s: float | None, model: str) -> ModelRouterError:
     if code == grpc.StatusCode.NOT_FOUND:
         return NotFoundError(f"The model `{model}` does not exist or you do not have access to it.")
@@ -72,15 +99,24 @@ class RouterClient:
             ],
         )
         self._stub = router_pb2_grpc.RouterStub(self._channel)
-        self._streams = RouteStreamPool(self._channel)
+        self._streams = RouteStreamPool(self._channel, unsent_settlements=self._resettle)
         self._health = health_pb2_grpc.HealthStub(self._channel)
         self._background: set[asyncio.Task[None]] = set()
 
     async def route(
-        self, model: str, key_id: str, estimated_tokens: int, exclude: list[str]
+        self,
+        model: str,
+        key_id: str,
+        estimated_tokens: int,
+        exclude: list[str],
+        admission: router_pb2.Admission | None = None,
     ) -> router_pb2.RouteResponse:
         request = router_pb2.RouteRequest(
-            model=model, key_id=key_id, estimated_tokens=estimated_tokens, exclude_deployments=exclude
+            model=model,
+            key_id=key_id,
+            estimated_tokens=estimated_tokens,
+            exclude_deployments=exclude,
+            admission=admission,
         )
         with _client_span("Route") as span:
             try:
@@ -92,10 +128,28 @@ class RouterClient:
             except TimeoutError:
                 raise _to_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded", None, model) from None
         if answer.HasField("error"):
-            error = answer.error
-            code = _STATUS_CODES.get(error.grpc_code, grpc.StatusCode.UNKNOWN)
-            raise _to_error(code, error.message, error.retry_after_s or None, model)
+            raise _route_error(answer.error, model)
         return answer.route
+
+    def settle(self, settlement: router_pb2.Settlement) -> None:
+        """End a request's reservation against its key's limits, in the next RouteBatchStream message
+        (no answer awaited; a settlement a broken stream could not send goes by the unary Settle)."""
+        self._streams.settle(settlement)
+
+    async def _settle_unary(self, settlements: list[router_pb2.Settlement]) -> None:
+        try:
+            with _client_span("Settle"):
+                await self._stub.Settle(
+                    router_pb2.Settlements(settlements=settlements), timeout=ROUTE_TIMEOUT_S, metadata=grpc_metadata()
+                )
+        except grpc.aio.AioRpcError as err:
+            # The reservations then expire by themselves (hold_s); the ledger still has the cost.
+            log.warning("could not settle %d requests with the router: %s", len(settlements), err.code())
+
+    def _resettle(self, settlements: list[router_pb2.Settlement]) -> None:
+        task = asyncio.create_task(self._settle_unary(settlements))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def list_models(self) -> list[router_pb2.Model]:
         try:

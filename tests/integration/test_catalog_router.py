@@ -21,8 +21,8 @@ from redis.asyncio import Redis
 from common.config import AUTH_SCHEME_OPTION, ENDPOINT_OPTION, parse_config
 from common.settings import GatewaySettings
 from gateway.app import create_app
-from gateway.auth import KeyStore
 from gateway.deps import Gateway
+from gateway.keyring import Keyring
 from gateway.router_client import RouterClient
 from modelrouter.router.v1 import router_pb2, router_pb2_grpc
 from router.catalog_refresh import CatalogRefresher
@@ -253,7 +253,7 @@ async def test_the_gateways_ready_details_show_the_catalogue_and_its_failure(
     nc = await nats.connect(nats_url)
     router_client = RouterClient(router.address)
     unused: Any = None  # /ready dispatches nothing
-    gateway = Gateway(GatewaySettings(), KeyStore("", []), router_client, unused, nc)
+    gateway = Gateway(GatewaySettings(), Keyring(GatewaySettings(), []), router_client, unused, nc)
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(gateway)), base_url="http://gw")
     try:
 

@@ -13,8 +13,8 @@ import pytest
 from common.config import KeyConfig
 from common.settings import GatewaySettings
 from gateway.app import create_app
-from gateway.auth import KeyStore
 from gateway.deps import Gateway
+from gateway.keyring import Keyring
 
 KEY = "sk-test-0123456789"
 HELLO: list[anthropic.types.MessageParam] = [{"role": "user", "content": "hi"}]
@@ -23,7 +23,7 @@ HELLO: list[anthropic.types.MessageParam] = [{"role": "user", "content": "hi"}]
 @pytest.fixture
 def app() -> Any:
     settings = GatewaySettings(api_keys=KEY, max_body_bytes=2048)
-    keys = KeyStore(settings.api_keys, [KeyConfig(key="config-key-123", id="team-a")])
+    keys = Keyring(settings, [KeyConfig(key="config-key-123", id="team-a")])
     unreachable: Any = None  # routing is never reached by these requests
     return create_app(Gateway(settings, keys, unreachable, unreachable, unreachable))
 

@@ -13,9 +13,9 @@ from common.errors import ModelRouterError
 from common.settings import GatewaySettings
 from gateway import sse
 from gateway.app import create_app
-from gateway.auth import KeyStore, redact
 from gateway.deps import Gateway
 from gateway.dispatch import Call
+from gateway.keyring import Keyring, redact
 
 KEY = "sk-test-0123456789"
 BODY = b'{"model": "demo", "messages": [{"role": "user", "content": "hi"}]}'
@@ -39,7 +39,7 @@ def dispatcher() -> RecordsRejections:
 @pytest.fixture
 def client(dispatcher: RecordsRejections) -> httpx.AsyncClient:
     settings = GatewaySettings(api_keys=f"{KEY}, other-key-xyz", max_body_bytes=1024)
-    keys = KeyStore(settings.api_keys, [KeyConfig(key="config-key-123", id="team-a")])
+    keys = Keyring(settings, [KeyConfig(key="config-key-123", id="team-a")])
     unreachable: Any = None  # routing is never reached by these requests
     gateway = Gateway(settings, keys, unreachable, cast(Any, dispatcher), unreachable)
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(gateway)), base_url="http://gw")
@@ -78,10 +78,10 @@ async def test_accepted_key_forms_get_past_auth(client: httpx.AsyncClient, heade
 
 
 def test_key_ids_never_contain_the_key() -> None:
-    keys = KeyStore(KEY, [KeyConfig(key="config-key-123", id="team-a")])
-    assert keys.authenticate(f"Bearer {KEY}", None).startswith("key_")
-    assert KEY not in keys.authenticate(f"Bearer {KEY}", None)
-    assert keys.authenticate(None, "config-key-123") == "team-a"
+    keys = Keyring(GatewaySettings(api_keys=KEY), [KeyConfig(key="config-key-123", id="team-a")])
+    assert keys.authenticate(f"Bearer {KEY}", None).key_id.startswith("key_")
+    assert KEY not in keys.authenticate(f"Bearer {KEY}", None).key_id
+    assert keys.authenticate(None, "config-key-123").key_id == "team-a"
 
 
 async def test_malformed_json_is_400_and_accounted(client: httpx.AsyncClient, dispatcher: RecordsRejections) -> None:

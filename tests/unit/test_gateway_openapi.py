@@ -18,8 +18,8 @@ from common.settings import GatewaySettings
 from gateway import openapi
 from gateway.anthropic.schemas import MessagesRequest
 from gateway.app import create_api, create_app
-from gateway.auth import KeyStore
 from gateway.deps import Gateway
+from gateway.keyring import Keyring
 from gateway.routes import generate
 
 ERRORS = ("400", "401", "404", "413", "429", "500", "502", "503", "504")
@@ -32,7 +32,7 @@ BODIES: dict[str, type[BaseModel]] = {e.path: e.schema for e in generate.ENDPOIN
 def gateway() -> Gateway:
     unused: Any = None  # documentation needs neither the router nor NATS
     settings = GatewaySettings(api_keys="sk-test-0123456789")
-    return Gateway(settings, KeyStore(settings.api_keys, []), unused, unused, unused)
+    return Gateway(settings, Keyring(settings, []), unused, unused, unused)
 
 
 @pytest.fixture

@@ -11,9 +11,11 @@ from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 
-from common.errors import ModelRouterError
+from common.errors import ModelRouterError, PermissionDeniedError
+from gateway.admission import admission_for
 from gateway.deps import Gateway, read_body
 from gateway.dispatch import Call, Dispatcher
+from gateway.keyring import Principal
 from gateway.responses import EventStreamResponse, HangUpWatch, RawJSONResponse
 from gateway.schemas import parse_body
 from modelrouter.events.v1 import events_pb2
@@ -39,13 +41,35 @@ def new_request_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex}"
 
 
+def check_model_allowed(principal: Principal, model: str) -> None:
+    if principal.models and model not in principal.models:
+        raise PermissionDeniedError(
+            f"The API key {principal.display or principal.key_id} may not use the model `{model}`.",
+            param="model",
+            code="model_not_allowed",
+        )
+
+
+def max_output_tokens(parsed: object, cap: int) -> int:
+    """What a request may generate: its own ``max_completion_tokens`` / ``max_tokens``, else ``cap``."""
+    asked = getattr(parsed, "max_completion_tokens", None) or getattr(parsed, "max_tokens", None)
+    return int(asked) if asked else cap
+
+
 def build_call(
-    parsed: _Routable, body: bytes, key_id: str, *, endpoint: str, operation: events_pb2.Operation, request_id: str
+    parsed: _Routable,
+    body: bytes,
+    principal: Principal,
+    *,
+    endpoint: str,
+    operation: events_pb2.Operation,
+    request_id: str,
+    reserve_output_tokens: int = 0,
 ) -> Call:
     stream = bool(getattr(parsed, "stream", False))
     return Call(
         request_id=request_id,
-        key_id=key_id,
+        key_id=principal.key_id,
         endpoint=endpoint,
         operation=operation,
         model=parsed.model,
@@ -53,13 +77,15 @@ def build_call(
         stream=stream,
         include_usage=bool(getattr(parsed, "include_usage", False)),
         estimated_tokens=len(body) // BYTES_PER_TOKEN,
+        team_id=principal.team_id,
+        admission=admission_for(principal, request_id, max_output_tokens(parsed, reserve_output_tokens)),
     )
 
 
 async def handle(
     request: Request,
     gateway: Gateway,
-    key_id: str,
+    principal: Principal,
     schema: type[BaseModel],
     *,
     endpoint: str,
@@ -71,10 +97,20 @@ async def handle(
     try:
         body = await read_body(request, gateway.settings.max_body_bytes)
         parsed: Any = parse_body(schema, body)
+        check_model_allowed(principal, parsed.model)
     except ModelRouterError as exc:  # an authenticated request that never reached a model still counts
-        gateway.dispatcher.reject(Call(request_id, key_id, endpoint, operation, model="", body=b""), exc)
+        refused = Call(request_id, principal.key_id, endpoint, operation, model="", body=b"", team_id=principal.team_id)
+        gateway.dispatcher.reject(refused, exc)
         raise
-    call = build_call(parsed, body, key_id, endpoint=endpoint, operation=operation, request_id=request_id)
+    call = build_call(
+        parsed,
+        body,
+        principal,
+        endpoint=endpoint,
+        operation=operation,
+        request_id=request_id,
+        reserve_output_tokens=gateway.settings.reserve_output_tokens,
+    )
     return await answer(request, gateway.dispatcher, call)
 
 
@@ -94,11 +130,17 @@ async def unless_disconnected(request: Request, work: Coroutine[Any, Any, T]) ->
 
 
 async def answer(request: Request, dispatcher: Dispatcher, call: Call) -> Response:
-    headers = {"x-request-id": call.request_id}
     # Before the first byte (routing, failover, a slow first token) a client that leaves is noticed
     # at once, not when the answer comes; a stream's own response watches it from then on.
     if call.stream:
         frames = await unless_disconnected(request, dispatcher.open_stream(call))
-        return nobody_listening() if frames is None else EventStreamResponse(frames, headers)
+        return nobody_listening() if frames is None else EventStreamResponse(frames, headers_of(call))
     body = await unless_disconnected(request, dispatcher.complete(call))
-    return nobody_listening() if body is None else RawJSONResponse(body, headers=headers)
+    return nobody_listening() if body is None else RawJSONResponse(body, headers=headers_of(call))
+
+
+def headers_of(call: Call) -> dict[str, str]:
+    """An answer's headers: its request id, and the x-ratelimit-* its route reported."""
+    if not call.limit_headers:
+        return {"x-request-id": call.request_id}
+    return {"x-request-id": call.request_id, **call.limit_headers}

@@ -30,9 +30,9 @@ class Endpoint:
 
     async def serve(self, request: Request) -> Response:
         gateway = gateway_of(request)
-        key_id = gateway.keys.authenticate(request.headers.get("authorization"), request.headers.get("x-api-key"))
+        principal = gateway.keys.authenticate(request.headers.get("authorization"), request.headers.get("x-api-key"))
         return await handle(
-            request, gateway, key_id, self.schema, endpoint=self.path, operation=self.operation, prefix=self.prefix
+            request, gateway, principal, self.schema, endpoint=self.path, operation=self.operation, prefix=self.prefix
         )
 
 

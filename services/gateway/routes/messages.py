@@ -11,6 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from common.errors import ModelRouterError
+from gateway.admission import admission_for
 from gateway.anthropic.errors import error_response
 from gateway.anthropic.request import to_openai_json
 from gateway.anthropic.response import to_anthropic_message
@@ -19,7 +20,14 @@ from gateway.anthropic.stream import AnthropicStreamEncoder
 from gateway.deps import gateway_of, read_body
 from gateway.dispatch import Call
 from gateway.responses import EventStreamResponse, RawJSONResponse
-from gateway.routes.answer import BYTES_PER_TOKEN, new_request_id, nobody_listening, unless_disconnected
+from gateway.routes.answer import (
+    BYTES_PER_TOKEN,
+    check_model_allowed,
+    headers_of,
+    new_request_id,
+    nobody_listening,
+    unless_disconnected,
+)
 from modelrouter.events.v1 import events_pb2
 
 ENDPOINT = "/v1/messages"
@@ -29,12 +37,15 @@ async def create_message(request: Request) -> Response:
     gateway = gateway_of(request)
     request_id = new_request_id("msg")  # also the message id, so a client can quote either
     try:
-        key_id = gateway.keys.authenticate(request.headers.get("authorization"), request.headers.get("x-api-key"))
+        principal = gateway.keys.authenticate(request.headers.get("authorization"), request.headers.get("x-api-key"))
         raw = await read_body(request, gateway.settings.max_body_bytes)
         parsed = parse_request(raw)
+        check_model_allowed(principal, parsed.model)
         call = Call(
             request_id=request_id,
-            key_id=key_id,
+            key_id=principal.key_id,
+            team_id=principal.team_id,
+            admission=admission_for(principal, request_id, parsed.max_tokens),
             endpoint=ENDPOINT,
             operation=events_pb2.OPERATION_CHAT_COMPLETIONS,
             model=parsed.model,  # the client's name: routing picks the deployment, of any provider
@@ -43,19 +54,22 @@ async def create_message(request: Request) -> Response:
             include_usage=parsed.stream,  # message_delta reports the usage of a streamed message
             estimated_tokens=len(raw) // BYTES_PER_TOKEN,
         )
-        # ``request-id`` is where Anthropic's SDKs read a response's id from.
-        headers = {"request-id": request_id, "x-request-id": request_id}
         if call.stream:
             encoder = AnthropicStreamEncoder(message_id=request_id, model=parsed.model)
             frames = await unless_disconnected(request, gateway.dispatcher.open_stream(call, encoder))
-            return nobody_listening() if frames is None else EventStreamResponse(frames, headers)
+            return nobody_listening() if frames is None else EventStreamResponse(frames, _headers(call))
         completion = await unless_disconnected(request, gateway.dispatcher.complete(call))
         if completion is None:
             return nobody_listening()
         message = to_anthropic_message(completion, message_id=request_id, model=parsed.model)
-        return RawJSONResponse(message, headers=headers)
+        return RawJSONResponse(message, headers=_headers(call))
     except ModelRouterError as exc:
         return error_response(exc, request_id)
+
+
+def _headers(call: Call) -> dict[str, str]:
+    # ``request-id`` is where Anthropic's SDKs read a response's id from.
+    return {"request-id": call.request_id, **headers_of(call)}
 
 
 # A plain Starlette route served by the fast lane, like the OpenAI generating endpoints (routes/generate.py).
