@@ -218,6 +218,18 @@ class Keyring:
     def __len__(self) -> int:
         return len(self._static) + sum(1 for p in self._managed.values() if not p.valid_until_ms)
 
+    def displays(self) -> dict[str, str]:
+        """key id -> its masked form, for every key this gateway knows."""
+        known = {p.key_id: p.display for p in self._static.values()}
+        known.update({r.id: r.display for r in self._records.values()})
+        return known
+
+    def version_of(self, kind: str, record_id: str) -> int:
+        """``updated_at_ms`` of the record this keyring holds (0: none), for a writer waiting to see
+        its change arrive."""
+        record = (self._records if kind == "key" else self._teams).get(record_id)
+        return record.updated_at_ms if record is not None else 0
+
     @property
     def managed_keys(self) -> int:
         return len(self._records)

@@ -6,6 +6,7 @@ itself. Postgres is never asked: with it down, the bucket, and so every known ke
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from nats.aio.client import Client as NATS
@@ -30,6 +31,7 @@ class KeyringWatch:
         self._task: asyncio.Task[None] | None = None
         self._loaded = asyncio.Event()
         self._resync = asyncio.Event()
+        self._snapshot_taken = asyncio.Event()
         self.snapshots = 0
 
     async def start(self, timeout_s: float = 5.0) -> None:
@@ -44,9 +46,12 @@ class KeyringWatch:
                 "keys bucket %s not read within %gs; serving the operator's keys until it is", self._bucket, timeout_s
             )
 
-    def resync(self) -> None:
-        """Take a fresh snapshot now (``POST /auth/reload-keys``)."""
+    async def resync_now(self, timeout_s: float = 5.0) -> None:
+        """Take a fresh snapshot now and wait for it (``POST /auth/reload-keys``)."""
+        self._snapshot_taken.clear()
         self._resync.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._snapshot_taken.wait(), timeout_s)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -80,6 +85,7 @@ class KeyringWatch:
             self._keyring.replace_all(keys, teams)
             self.snapshots += 1
             self._loaded.set()
+            self._snapshot_taken.set()
             log.info("keys bucket read: %d keys, %d teams", len(keys), len(teams))
             while not self._resync.is_set() and loop.time() < resync_at:
                 if self._nc.stats["reconnects"] != reconnects:

@@ -37,6 +37,7 @@ from common.errors import (
     NoHealthyTargetError,
     NotFoundError,
     PayloadTooLargeError,
+    PermissionDeniedError,
     RateLimitError,
     UpstreamError,
     UpstreamTimeoutError,
@@ -75,6 +76,7 @@ class Operation:
     # Other statuses whose body is ``answer`` (``/ready``'s 503), with their meaning.
     other_answers: Mapping[int, str] = field(default_factory=dict)
     parameters: tuple[dict[str, Any], ...] = ()
+    ok_status: int = 200
 
 
 GENERATING_ERRORS = (400, 401, 404, 413, 429, 500, 502, 503, 504)
@@ -118,6 +120,8 @@ _GENERATING: dict[str, tuple[str, str, type[BaseModel], str | None]] = {
 def operations() -> list[Operation]:
     """Every public operation. ``tests/unit/test_gateway_openapi.py`` checks this against the routes
     the application serves, so an endpoint added without a line here fails the tests."""
+    from gateway import openapi_admin  # (it builds on Operation, defined above)
+
     generating = [
         Operation(
             "post",
@@ -182,6 +186,7 @@ def operations() -> list[Operation]:
                 },
             ),
         ),
+        *openapi_admin.operations(),
         Operation(
             "get",
             "/health",
@@ -213,9 +218,10 @@ def operations() -> list[Operation]:
 _ERROR_MEANINGS = {
     400: "The body is not JSON, or a parameter is missing or invalid (`param` names it); or the provider "
     "refused the request as invalid.",
-    401: "No API key, or an unknown one.",
+    401: "No API key, or an unknown, revoked or expired one.",
+    403: "The key may not do this: a model outside its allow-list, or an endpoint for ops keys or the master key.",
     404: "No deployment serves the model the request names.",
-    413: "The body is larger than the gateway's limit (`MAX_BODY_BYTES`, 4 MiB by default).",
+    413: "The body is larger than the gateway's limit (`MAX_BODY_BYTES`, 32 MiB by default).",
     429: "The model's rate limits are reached on every target; `Retry-After` says when to try again.",
     500: "The gateway failed.",
     502: "The provider failed.",
@@ -227,6 +233,9 @@ _ERROR_MEANINGS = {
 _ERROR_EXAMPLES: dict[int, ModelRouterError] = {
     400: InvalidRequestError("Missing required parameter: 'messages'.", param="messages"),
     401: AuthenticationError("Incorrect API key provided: sk-***6789."),
+    403: PermissionDeniedError(
+        "The admin API needs the master key (MODELROUTER_MASTER_KEY).", code="master_key_required"
+    ),
     404: NotFoundError("The model `no-such-model` does not exist or you do not have access to it."),
     413: PayloadTooLargeError("Request body is larger than the limit of 4194304 bytes."),
     429: RateLimitError("Rate limit reached for model `gpt-4o-mini`.", retry_after_s=3),
@@ -297,7 +306,7 @@ def _operation(op: Operation) -> dict[str, Any]:
         }
     if headers:
         ok["headers"] = headers
-    responses = {"200": ok}
+    responses = {str(op.ok_status): ok}
     for status, meaning in op.other_answers.items():
         responses[str(status)] = {"description": meaning, "content": {"application/json": {"schema": _ref(op.answer)}}}
     for status in op.errors:
@@ -394,6 +403,9 @@ def document() -> dict[str, Any]:
             {"name": "OpenAI API", "description": "OpenAI's endpoints, OpenAI's request and answer shapes."},
             {"name": "Anthropic API", "description": "Anthropic's Messages API."},
             {"name": "Health", "description": "Probes for orchestrators; no key needed."},
+            {"name": "Admin: keys", "description": "Virtual keys with limits and budgets (the master key)."},
+            {"name": "Admin: teams", "description": "Teams whose limits and budgets bind the sum of their keys."},
+            {"name": "Auth", "description": "Seed 001's authentication endpoints."},
         ],
         "security": [{BEARER: []}, {API_KEY: []}],
         "paths": paths,

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from starlette.routing import Route
 
 from common.settings import GatewaySettings
-from gateway import openapi
+from gateway import openapi, openapi_admin
 from gateway.anthropic.schemas import MessagesRequest
 from gateway.app import create_api, create_app
 from gateway.deps import Gateway
@@ -26,6 +26,14 @@ ERRORS = ("400", "401", "404", "413", "429", "500", "502", "503", "504")
 STREAMING = {"/v1/chat/completions", "/v1/completions", "/v1/messages"}
 UNAUTHENTICATED = {"/health", "/ready"}
 BODIES: dict[str, type[BaseModel]] = {e.path: e.schema for e in generate.ENDPOINTS} | {"/v1/messages": MessagesRequest}
+ADMIN_BODIES: dict[tuple[str, str], type[BaseModel]] = {
+    ("/admin/keys", "post"): openapi_admin.KeyCreate,
+    ("/admin/keys/{key_id}", "patch"): openapi_admin.KeyUpdate,
+    ("/admin/keys/{key_id}/rotate", "post"): openapi_admin.KeyRotate,
+    ("/admin/teams", "post"): openapi_admin.TeamCreate,
+    ("/admin/teams/{team_id}", "patch"): openapi_admin.TeamUpdate,
+}
+CREATED = {("/admin/keys", "post"), ("/admin/teams", "post")}
 
 
 @pytest.fixture
@@ -127,9 +135,11 @@ async def test_every_operation_documents_its_answer_and_auth(doc: dict[str, Any]
     schemes = doc["components"]["securitySchemes"]
     assert schemes["bearerAuth"] == {"type": "http", "scheme": "bearer", "description": "`Authorization: Bearer <key>`"}
     assert schemes["apiKeyAuth"]["in"] == "header" and schemes["apiKeyAuth"]["name"] == "x-api-key"
-    for path, _, operation in operations(doc):
+    for path, method, operation in operations(doc):
         assert operation["operationId"] and operation["summary"]
-        ok = operation["responses"]["200"]["content"]
+        created = (path, method) in CREATED
+        assert ("201" in operation["responses"]) is created and ("200" in operation["responses"]) is not created
+        ok = operation["responses"]["201" if created else "200"]["content"]
         resolve(doc, ok["application/json"]["schema"]["$ref"])
         assert ("text/event-stream" in ok) == (path in STREAMING), path
         if path in UNAUTHENTICATED:
@@ -141,7 +151,15 @@ async def test_every_operation_documents_its_answer_and_auth(doc: dict[str, Any]
 
 async def test_request_bodies_are_the_models_that_validate_them(doc: dict[str, Any]) -> None:
     posts = {path: operation for path, method, operation in operations(doc) if method == "post"}
-    assert set(posts) == set(BODIES)
+    assert set(BODIES) <= set(posts)
+    with_body = {(path, method) for path, method, operation in operations(doc) if "requestBody" in operation}
+    assert with_body == {(path, "post") for path in BODIES} | ADMIN_BODIES.keys()
+    for (path, method), model in ADMIN_BODIES.items():
+        schema = resolve(
+            doc, doc["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        )
+        assert set(schema["properties"]) == set(model.model_fields), path
+        assert schema["additionalProperties"] is False, path  # accounting refuses unknown fields
     for path, model in BODIES.items():
         body = posts[path]["requestBody"]
         assert body["required"] is True
