@@ -53,10 +53,12 @@ class KeyringWatch:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._snapshot_taken.wait(), timeout_s)
 
-    async def stop(self) -> None:
+    async def stop(self, timeout_s: float = 1.0) -> None:
+        """Cancel the watch. nats-py may take seconds to let go of a watcher that is being fed (its
+        unsubscribe waits on the delivery); a stopping gateway does not wait for that."""
         if self._task is not None:
             self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await asyncio.wait({self._task}, timeout=timeout_s)
 
     async def _run(self) -> None:
         while True:
