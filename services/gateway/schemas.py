@@ -8,6 +8,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from common.errors import InvalidRequestError
+from gateway.json_numbers import unholdable_number
 
 _PASSTHROUGH = ConfigDict(extra="allow")
 
@@ -101,9 +102,14 @@ _NOT_JSON = (
 def parse_body(model: type[M], body: bytes) -> M:
     """Validate ``body`` as ``model`` or raise an InvalidRequestError naming the parameter."""
     try:
-        return model.model_validate_json(body)
+        parsed = model.model_validate_json(body)
     except ValidationError as exc:
         raise _invalid(exc) from None
+    if (number := unholdable_number(parsed, body)) is not None:
+        raise InvalidRequestError(
+            f"Invalid value for '{number.param}': {number.reason}.", param=number.param, code="invalid_value"
+        )
+    return parsed
 
 
 def _invalid(exc: ValidationError) -> InvalidRequestError:

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from common.errors import InvalidRequestError
+from gateway.json_numbers import unholdable_number
 
 _HINTS_DROPPED = ConfigDict(extra="ignore")
 
@@ -147,9 +148,14 @@ def parse_request(body: bytes) -> MessagesRequest:
     """Validate ``body`` or raise an InvalidRequestError whose message names the parameter, in
     Anthropic's style (``messages.0.role: Input should be 'user' or 'assistant'``)."""
     try:
-        return MessagesRequest.model_validate_json(body)
+        parsed = MessagesRequest.model_validate_json(body)
     except ValidationError as exc:
         raise _invalid(exc) from None
+    # Re-encoded for the worker (``request.to_openai_json``), such a number would fail orjson (an
+    # integer beyond 64 bits: a 500) or turn into null (NaN, infinity).
+    if (number := unholdable_number(parsed, body)) is not None:
+        raise InvalidRequestError(f"{number.param}: {number.reason}", param=number.param)
+    return parsed
 
 
 def _invalid(exc: ValidationError) -> InvalidRequestError:
