@@ -1,9 +1,14 @@
 """Validation of request bodies. The body is parsed once (pydantic-core, from the raw bytes); the raw
-bytes then travel to the worker untouched, so fields we do not model are passed through."""
+bytes then travel to the worker untouched, so fields we do not model are passed through.
+
+Integer fields carry the bounds of OpenAI's API reference: a number it would refuse is refused here
+with a 400 naming the field, not passed on for a provider to refuse (or for a worker to fail on: see
+``gateway.json_numbers`` for the numbers no field may carry).
+"""
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -11,6 +16,11 @@ from common.errors import InvalidRequestError
 from gateway.json_numbers import unholdable_number
 
 _PASSTHROUGH = ConfigDict(extra="allow")
+
+# Token counts are 32-bit integers at OpenAI: a larger max_tokens is refused there as out of range.
+TOKENS_MAX = 2**31 - 1
+# logit_bias maps token ids to a bias "from -100 to 100".
+LogitBias = dict[str, Annotated[int, Field(ge=-100, le=100)]]
 
 
 class StreamOptions(BaseModel):
@@ -47,12 +57,15 @@ class _Sampling(BaseModel):
     n: int | None = Field(default=None, ge=1, le=128)
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
-    max_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1, le=TOKENS_MAX)
+    seed: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1)  # an int64 in OpenAI's reference
+    logit_bias: LogitBias | None = None
 
 
 class ChatCompletionRequest(_Streamable, _Sampling):
     messages: list[ChatMessage] = Field(min_length=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1, le=TOKENS_MAX)
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
 
 
 class CompletionRequest(_Streamable, _Sampling):
@@ -70,7 +83,7 @@ class EmbeddingRequest(BaseModel):
     model: str = Field(min_length=1)
     input: str | list[str] | list[int] | list[list[int]]
     encoding_format: Literal["float", "base64"] = "float"
-    dimensions: int | None = Field(default=None, ge=1)
+    dimensions: int | None = Field(default=None, ge=1, le=TOKENS_MAX)
 
     @model_validator(mode="after")
     def _input_not_empty(self) -> EmbeddingRequest:
@@ -88,6 +101,8 @@ class ImageGenerationRequest(BaseModel):
     n: int | None = Field(default=None, ge=1, le=10)
     response_format: Literal["url", "b64_json"] | None = None
     size: str | None = None
+    output_compression: int | None = Field(default=None, ge=0, le=100)  # a percentage
+    partial_images: int | None = Field(default=None, ge=0, le=3)
     stream: Literal[False] | None = Field(default=None, description="partial-image streaming is not supported")
 
 

@@ -13,6 +13,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from common.errors import InvalidRequestError
 from gateway.json_numbers import unholdable_number
+from gateway.schemas import TOKENS_MAX
 
 _HINTS_DROPPED = ConfigDict(extra="ignore")
 
@@ -127,14 +128,14 @@ class MessagesRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str = Field(min_length=1)
-    max_tokens: int = Field(ge=1)
+    max_tokens: int = Field(ge=1, le=TOKENS_MAX)
     messages: list[Message] = Field(min_length=1)
     system: Blocks[TextBlock] | None = None
     stop_sequences: list[str] | None = None
     stream: bool = False
     temperature: float | None = Field(default=None, ge=0, le=1)
     top_p: float | None = Field(default=None, ge=0, le=1)
-    top_k: int | None = Field(default=None, ge=0)
+    top_k: int | None = Field(default=None, ge=0, le=TOKENS_MAX)
     metadata: Metadata | None = None
     tools: list[Tool] | None = None
     tool_choice: ToolChoice | None = None
