@@ -8,6 +8,7 @@ with a 400 naming the field, not passed on for a provider to refuse (or for a wo
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -127,15 +128,37 @@ def parse_body(model: type[M], body: bytes) -> M:
     return parsed
 
 
+# How pydantic names a union's members in an error's location (``prompt.list[int].2``).
+_UNION_MEMBER = re.compile(r"str|int|float|bool|none|\w+\[.*\]")
+
+
+def _first_error(exc: ValidationError) -> tuple[Any, tuple[int | str, ...]]:
+    """The first error, and its location as a JSON path. A union (``prompt``, ``input``) reports an
+    error per member; the one the client meant is the member whose shape the value had (its error is
+    about the content, not the type), and the member's name is no part of the path."""
+    errors = exc.errors(include_url=False)
+    err = errors[0]
+    at = next((n for n, part in enumerate(err["loc"]) if _is_member(part)), None)
+    if at is None:
+        return err, tuple(err["loc"])
+    siblings = [e for e in errors if e["loc"][:at] == err["loc"][:at]]
+    err = max(siblings, key=lambda e: (not e["type"].endswith("_type"), len(e["loc"])))
+    return err, tuple(part for part in err["loc"] if not _is_member(part))
+
+
+def _is_member(part: int | str) -> bool:
+    return isinstance(part, str) and _UNION_MEMBER.fullmatch(part) is not None
+
+
 def _invalid(exc: ValidationError) -> InvalidRequestError:
-    err = exc.errors(include_url=False)[0]
+    err, loc = _first_error(exc)
     kind = err["type"]
     if kind == "json_invalid":
         return InvalidRequestError(_NOT_JSON, code="invalid_json")
-    if kind == "model_type" or not err["loc"]:
+    if kind == "model_type" or not loc:
         msg = str(err.get("ctx", {}).get("error", "")) or "The request body must be a JSON object."
         return InvalidRequestError(msg.removeprefix("Value error, "))
-    param = ".".join(str(p) for p in err["loc"])
+    param = ".".join(str(p) for p in loc)
     if kind == "missing":
         return InvalidRequestError(f"Missing required parameter: '{param}'.", param=param)
     return InvalidRequestError(f"Invalid value for '{param}': {err['msg']}.", param=param, code="invalid_value")
