@@ -24,7 +24,9 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import annotated_types
 from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 
 # What orjson holds as an integer: int64 and uint64.
 INT_MIN = -(2**63)
@@ -53,7 +55,9 @@ def unholdable_number(parsed: BaseModel, body: bytes) -> UnholdableNumber | None
     """The first number in ``parsed`` (validated from ``body``) that a worker could not hold."""
     if len(body) <= SCAN_AT_MOST and not _may_hold_one(body):
         return None
-    found = _first(parsed, ())
+    if _all_holdable(parsed):  # most bodies the scan lets through hold none: walk them fast, then
+        return None
+    found = _first(parsed, ())  # walk again, noting the path this time
     if found is None:
         return None
     path, value = found
@@ -66,8 +70,39 @@ def _may_hold_one(body: bytes) -> bool:
     return _RUN in folded or (_N in folded and (b"NaN" in body or b"Infinity" in body))
 
 
+def _all_holdable(parsed: BaseModel) -> bool:
+    stack: list[Any] = [parsed]
+    pop, push, extend = stack.pop, stack.append, stack.extend
+    while stack:
+        value = pop()
+        kind = type(value)  # not isinstance: bool is an int, and needs no check
+        if kind is str or value is None or kind is bool:
+            continue
+        if kind is int:
+            if value < INT_MIN or value > INT_MAX:
+                return False
+        elif kind is float:
+            if not math.isfinite(value):
+                return False
+        elif kind is list:
+            extend(value)
+        elif kind is dict:
+            extend(value.values())
+        else:  # a model: its fields worth walking are looked up once per class
+            names = _fields_cache.get(kind)
+            if names is None:
+                if not isinstance(value, BaseModel):
+                    continue
+                names = _fields_that_may_hold_numbers(kind)
+            for name in names:
+                push(getattr(value, name))
+            if value.__pydantic_extra__:
+                extend(value.__pydantic_extra__.values())
+    return True
+
+
 def _first(value: Any, path: tuple[str | int, ...]) -> tuple[tuple[str | int, ...], int | float] | None:
-    kind = type(value)  # not isinstance: bool is an int, and needs no check
+    kind = type(value)
     if kind is int:
         return None if INT_MIN <= value <= INT_MAX else (path, value)
     if kind is float:
@@ -100,24 +135,39 @@ _fields_cache: dict[type[BaseModel], tuple[str, ...]] = {}
 
 def _fields_that_may_hold_numbers(cls: type[BaseModel]) -> tuple[str, ...]:
     """A model's fields, less those whose type admits no number at all (strings, booleans,
-    literals): a typed int or float field is still walked, whatever bounds it has."""
+    literals) and the numbers validation has bounded already (NaN and infinities fail any bound)."""
     names = _fields_cache.get(cls)
     if names is None:
         names = _fields_cache[cls] = tuple(
-            name for name, field in cls.model_fields.items() if not _numberless(field.annotation)
+            name
+            for name, field in cls.model_fields.items()
+            if not _numberless(field.annotation) and not _bounded(field)
         )
     return names
 
 
+def _bounded(field: FieldInfo) -> bool:
+    if not _made_of(field.annotation, (int, float, type(None))):
+        return False
+    low = [m.ge for m in field.metadata if isinstance(m, annotated_types.Ge) and isinstance(m.ge, int | float)]
+    high = [m.le for m in field.metadata if isinstance(m, annotated_types.Le) and isinstance(m.le, int | float)]
+    return bool(low and high) and all(INT_MIN <= bound <= INT_MAX for bound in (*low, *high))
+
+
 def _numberless(annotation: Any) -> bool:
-    if annotation in _NUMBERLESS:
-        return True
-    origin = typing.get_origin(annotation)
-    if origin is Literal:
+    if typing.get_origin(annotation) is Literal:
         return all(not isinstance(v, int | float) or isinstance(v, bool) for v in typing.get_args(annotation))
-    if origin in (typing.Union, types.UnionType):
-        return all(_numberless(arg) for arg in typing.get_args(annotation))
-    return False
+    return _made_of(annotation, _NUMBERLESS) or (
+        typing.get_origin(annotation) in (typing.Union, types.UnionType)
+        and all(_numberless(arg) for arg in typing.get_args(annotation))
+    )
+
+
+def _made_of(annotation: Any, kinds: tuple[type, ...]) -> bool:
+    """Whether ``annotation`` is one of ``kinds``, or a union of them."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return all(arg in kinds for arg in typing.get_args(annotation))
+    return annotation in kinds
 
 
 def _reason(value: float) -> str:
