@@ -4,7 +4,7 @@ suite covers the dispatched path)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import anthropic
 import httpx2
@@ -15,17 +15,23 @@ from common.settings import GatewaySettings
 from gateway.app import create_app
 from gateway.deps import Gateway
 from gateway.keyring import Keyring
+from tests.unit.test_gateway_edge import RecordsRejections
 
 KEY = "sk-test-0123456789"
 HELLO: list[anthropic.types.MessageParam] = [{"role": "user", "content": "hi"}]
 
 
 @pytest.fixture
-def app() -> Any:
+def dispatcher() -> RecordsRejections:
+    return RecordsRejections()
+
+
+@pytest.fixture
+def app(dispatcher: RecordsRejections) -> Any:
     settings = GatewaySettings(api_keys=KEY, max_body_bytes=2048)
     keys = Keyring(settings, [KeyConfig(key="config-key-123", id="team-a")])
     unreachable: Any = None  # routing is never reached by these requests
-    return create_app(Gateway(settings, keys, unreachable, unreachable, unreachable))
+    return create_app(Gateway(settings, keys, unreachable, cast(Any, dispatcher), unreachable))
 
 
 def client(app: Any, **auth: str) -> anthropic.AsyncAnthropic:
@@ -124,3 +130,43 @@ async def test_malformed_json_is_400_in_anthropic_shape(app: Any) -> None:
     body = response.json()
     assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error"
     assert body["error"]["message"] == "The request body is not valid JSON."
+
+
+async def test_max_tokens_beyond_64_bits_is_400_naming_it_and_accounted(
+    app: Any, dispatcher: RecordsRejections
+) -> None:
+    # It used to be a 500 in OpenAI's shape (orjson: "Integer exceeds 64-bit range"), unaccounted.
+    with pytest.raises(anthropic.BadRequestError) as err:
+        await client(app, api_key=KEY).messages.create(
+            model="demo",
+            max_tokens=2**64,
+            messages=HELLO,
+            timeout=10,  # a timeout: the SDK would insist on streaming
+        )
+    message = assert_anthropic_error(err.value, 400, "invalid_request_error")
+    assert message == "max_tokens: Input should be less than or equal to 2147483647"
+    [(call, error)] = dispatcher.rejected
+    assert call.request_id == err.value.request_id and call.endpoint == "/v1/messages" and error.status == 400
+
+
+async def test_a_number_no_worker_can_hold_is_400_naming_its_path(app: Any, dispatcher: RecordsRejections) -> None:
+    body = (
+        b'{"model": "demo", "max_tokens": 8, "messages": [{"role": "assistant", "content": '
+        b'[{"type": "tool_use", "id": "t1", "name": "f", "input": {"x": [1, 1e400]}}]}]}'
+    )
+    async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url="http://gw") as http:
+        response = await http.post("/v1/messages", content=body, headers={"x-api-key": KEY})
+    assert response.status_code == 400
+    assert response.json()["error"]["message"].startswith("messages.0.content.0.input.x.1: ")
+    assert len(dispatcher.rejected) == 1
+
+
+async def test_refusals_before_dispatch_are_accounted_once(app: Any, dispatcher: RecordsRejections) -> None:
+    with pytest.raises(anthropic.BadRequestError):  # refused while translating, after parsing
+        await client(app, api_key=KEY).messages.create(
+            model="demo", max_tokens=8, messages=HELLO, extra_body={"top_k": 5}
+        )
+    with pytest.raises(anthropic.AuthenticationError):  # not authenticated: nobody to account to
+        await client(app, api_key="").messages.create(model="demo", max_tokens=8, messages=HELLO)
+    [(call, error)] = dispatcher.rejected
+    assert call.key_id.startswith("key_") and error.param == "top_k"

@@ -180,3 +180,27 @@ async def test_other_endpoints_validate_their_bodies(
 ) -> None:
     err = _assert_openai_error(await client.post(path, json=body, headers={"X-Api-Key": KEY}), 400)
     assert needle in (err["param"] or "") + err["message"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/chat/completions", b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "foo": 1e400}'),
+        ("/v1/completions", b'{"model": "m", "prompt": "x", "foo": 1e400}'),
+        ("/v1/embeddings", b'{"model": "m", "input": "x", "foo": 1e400}'),
+        ("/v1/images/generations", b'{"prompt": "x", "foo": 1e400}'),
+    ],
+)
+async def test_a_number_no_worker_can_hold_is_400_naming_it_and_accounted(
+    client: httpx.AsyncClient, dispatcher: RecordsRejections, path: str, body: bytes
+) -> None:
+    # Before, it was routed, and the worker's orjson refused it: a deployment's error.
+    response = await client.post(path, content=body, headers={"X-Api-Key": KEY})
+    err = _assert_openai_error(response, 400)
+    assert (
+        err["param"] == "foo"
+        and err["code"] == "invalid_value"
+        and err["message"].startswith("Invalid value for 'foo'")
+    )
+    [(call, error)] = dispatcher.rejected
+    assert call.request_id == response.headers["x-request-id"] and call.endpoint == path and error.status == 400

@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from common.errors import InvalidRequestError
+from gateway.json_numbers import unholdable_number
+from gateway.schemas import TOKENS_MAX
 
 _HINTS_DROPPED = ConfigDict(extra="ignore")
 
@@ -126,14 +128,14 @@ class MessagesRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str = Field(min_length=1)
-    max_tokens: int = Field(ge=1)
+    max_tokens: int = Field(ge=1, le=TOKENS_MAX)
     messages: list[Message] = Field(min_length=1)
     system: Blocks[TextBlock] | None = None
     stop_sequences: list[str] | None = None
     stream: bool = False
     temperature: float | None = Field(default=None, ge=0, le=1)
     top_p: float | None = Field(default=None, ge=0, le=1)
-    top_k: int | None = Field(default=None, ge=0)
+    top_k: int | None = Field(default=None, ge=0, le=TOKENS_MAX)
     metadata: Metadata | None = None
     tools: list[Tool] | None = None
     tool_choice: ToolChoice | None = None
@@ -147,9 +149,14 @@ def parse_request(body: bytes) -> MessagesRequest:
     """Validate ``body`` or raise an InvalidRequestError whose message names the parameter, in
     Anthropic's style (``messages.0.role: Input should be 'user' or 'assistant'``)."""
     try:
-        return MessagesRequest.model_validate_json(body)
+        parsed = MessagesRequest.model_validate_json(body)
     except ValidationError as exc:
         raise _invalid(exc) from None
+    # Re-encoded for the worker (``request.to_openai_json``), such a number would fail orjson (an
+    # integer beyond 64 bits: a 500) or turn into null (NaN, infinity).
+    if (number := unholdable_number(parsed, body)) is not None:
+        raise InvalidRequestError(f"{number.param}: {number.reason}", param=number.param)
+    return parsed
 
 
 def _invalid(exc: ValidationError) -> InvalidRequestError:

@@ -38,22 +38,39 @@ async def create_message(request: Request) -> Response:
     request_id = new_request_id("msg")  # also the message id, so a client can quote either
     try:
         principal = gateway.keys.authenticate(request.headers.get("authorization"), request.headers.get("x-api-key"))
+    except ModelRouterError as exc:
+        return error_response(exc, request_id)
+    try:
         raw = await read_body(request, gateway.settings.max_body_bytes)
         parsed = parse_request(raw)
         check_model_allowed(principal, parsed.model)
-        call = Call(
-            request_id=request_id,
-            key_id=principal.key_id,
+        body = to_openai_json(parsed)
+    except ModelRouterError as exc:  # an authenticated request that never reached a model still counts
+        refused = Call(
+            request_id,
+            principal.key_id,
+            ENDPOINT,
+            events_pb2.OPERATION_CHAT_COMPLETIONS,
+            model="",
+            body=b"",
             team_id=principal.team_id,
-            admission=admission_for(principal, request_id, parsed.max_tokens),
-            endpoint=ENDPOINT,
-            operation=events_pb2.OPERATION_CHAT_COMPLETIONS,
-            model=parsed.model,  # the client's name: routing picks the deployment, of any provider
-            body=to_openai_json(parsed),
-            stream=parsed.stream,
-            include_usage=parsed.stream,  # message_delta reports the usage of a streamed message
-            estimated_tokens=len(raw) // BYTES_PER_TOKEN,
         )
+        gateway.dispatcher.reject(refused, exc)
+        return error_response(exc, request_id)
+    call = Call(
+        request_id=request_id,
+        key_id=principal.key_id,
+        team_id=principal.team_id,
+        admission=admission_for(principal, request_id, parsed.max_tokens),
+        endpoint=ENDPOINT,
+        operation=events_pb2.OPERATION_CHAT_COMPLETIONS,
+        model=parsed.model,  # the client's name: routing picks the deployment, of any provider
+        body=body,
+        stream=parsed.stream,
+        include_usage=parsed.stream,  # message_delta reports the usage of a streamed message
+        estimated_tokens=len(raw) // BYTES_PER_TOKEN,
+    )
+    try:  # from here on, the dispatcher accounts for the request
         if call.stream:
             encoder = AnthropicStreamEncoder(message_id=request_id, model=parsed.model)
             frames = await unless_disconnected(request, gateway.dispatcher.open_stream(call, encoder))
