@@ -25,15 +25,15 @@ from modelrouter.keys.v1 import keys_pb2
 
 
 def settings_for(database_url: str, nats_url: str, unique: str, **overrides: Any) -> AccountingSettings:
-    return AccountingSettings(
-        database_url=database_url,
-        nats_url=nats_url,
-        keys_bucket=f"MR_KEYS_TEST_{unique}",
-        admin_subject=f"test.{unique}.admin",
-        ledger_subject=f"test.{unique}.ledger.spend",
-        keys_sync_interval_s=3600,  # tests run the sync themselves (sync_once)
-        **overrides,
-    )
+    fields: dict[str, Any] = {
+        "database_url": database_url,
+        "nats_url": nats_url,
+        "keys_bucket": f"MR_KEYS_TEST_{unique}",
+        "admin_subject": f"test.{unique}.admin",
+        "ledger_subject": f"test.{unique}.ledger.spend",
+        "keys_sync_interval_s": 3600,  # tests run the sync themselves (sync_once) unless they say
+    }
+    return AccountingSettings(**{**fields, **overrides})
 
 
 @dataclass

@@ -4,13 +4,16 @@ not know, a lost bucket; and it keeps revoked keys for 30 days, not longer."""
 from __future__ import annotations
 
 import pytest
+from nats.aio.client import Client as NATS
 from nats.js.api import KeyValueConfig
+from nats.js.errors import KeyNotFoundError
 from sqlalchemy import text
 
 from accounting.admin.bucket import KeyBucket
+from accounting.admin.runtime import start_keys
 from accounting.admin.sync import BucketSync
 from modelrouter.keys.v1 import keys_pb2
-from tests.integration.accounting_admin import AdminClient, admin
+from tests.integration.accounting_admin import AdminClient, admin, eventually, settings_for
 
 pytestmark = pytest.mark.integration
 __all__ = ["admin"]
@@ -92,3 +95,27 @@ async def test_sync_does_not_undo_a_write_made_after_it_read_the_bucket(admin: A
     old_value = seen.value
     assert not await bucket.replace(f"key.{key['id']}", old_value, seen)
     assert (await admin.key_record(key["id"])).limits.rpm == 2
+
+
+async def test_the_periodic_sync_heals_without_being_asked(
+    migrated_url: str, nats_url: str, nc: NATS, unique: str
+) -> None:
+    """accounting's own loop (KEYS_SYNC_INTERVAL_S), not a test calling sync_once."""
+    settings = settings_for(migrated_url, nats_url, f"{unique}p", keys_sync_interval_s=0.5)
+    runtime = await start_keys(settings, nc)
+    js = nc.jetstream()
+    try:
+        client = AdminClient(nc, settings, runtime, await js.key_value(settings.keys_bucket), None)  # type: ignore[arg-type]
+        key = await client.ok("POST", "/admin/keys", {"name": "periodic"}, status=201)
+        await client.kv.delete(f"key.{key['id']}")
+
+        async def back() -> bool:
+            try:
+                return (await client.key_record(key["id"])).name == "periodic"
+            except KeyNotFoundError:
+                return False
+
+        await eventually(back, timeout=5, what="the periodic sync to restore the entry")
+    finally:
+        await runtime.stop(5)
+        await js.delete_key_value(settings.keys_bucket)
