@@ -37,8 +37,12 @@ class Responder:
         task.add_done_callback(self._tasks.discard)
 
     async def _respond(self, msg: Msg) -> None:
-        async with self._slots:
-            reply = await self._answer(msg.data)  # answerers turn every failure into an answer
+        try:
+            async with self._slots:
+                reply = await self._answer(msg.data)  # answerers turn every failure into an answer
+        except Exception:
+            log.exception("answering a request on %s failed", self.subject)
+            return  # the requester's own timeout ends its wait
         if not msg.reply:
             return
         try:
