@@ -61,7 +61,6 @@ def usage_event(request_id: str, **overrides: Any) -> events_pb2.UsageEvent:
     fields: dict[str, Any] = {
         "request_id": request_id,
         "key_id": "key_00000000deadbeef",
-        "team_id": "team_00000000feedf00d",
         "endpoint": "/v1/chat/completions",
         "requested_model": "demo-chat",
         "provider": "fake",
@@ -202,6 +201,7 @@ async def test_events_become_rows_with_every_field_mapped(lane: Lane, migrated_u
     assert ok == {
         "request_id": streamed.request_id,
         "key_id": "key_00000000deadbeef",
+        "team_id": "team_00000000feedf00d",
         "endpoint": "/v1/chat/completions",
         "requested_model": "demo-chat",
         "provider": "fake",
