@@ -8,6 +8,7 @@ Each class knows its HTTP status, OpenAI error ``type``/``code`` and gRPC status
     ├── AuthenticationError               401 invalid_request_error / invalid_api_key
     ├── PermissionDeniedError             403 permission_error
     ├── NotFoundError                     404 invalid_request_error / model_not_found
+    ├── ConflictError                     409 invalid_request_error / conflict
     ├── PayloadTooLargeError              413 invalid_request_error / request_too_large
     ├── RateLimitError                    429 rate_limit_error      (retry_after_s)
     ├── BudgetExceededError               429 insufficient_quota    (x-should-retry: false)
@@ -90,6 +91,15 @@ class NotFoundError(ModelRouterError):
     type = "invalid_request_error"
     default_code = "model_not_found"
     grpc_code = grpc.StatusCode.NOT_FOUND
+
+
+class ConflictError(ModelRouterError):
+    """The request contradicts the resource's state (e.g. deleting a team that still has keys)."""
+
+    status = 409
+    type = "invalid_request_error"
+    default_code = "conflict"
+    grpc_code = grpc.StatusCode.FAILED_PRECONDITION
 
 
 class PayloadTooLargeError(ModelRouterError):

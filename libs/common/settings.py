@@ -97,6 +97,12 @@ class AccountingSettings(CommonSettings):
     # one INSERT stores them all (0: store each fetch at once). Billing lags by up to this much.
     accounting_linger_s: float = Field(default=0.1, ge=0, le=1.0)
     accounting_durable: str = subjects.ACCOUNTING_DURABLE
+    # How often the key-value bucket of keys and teams is compared with Postgres and mended (a
+    # lost, stale or hand-edited bucket heals within this long).
+    keys_sync_interval_s: float = Field(default=30.0, gt=0)
+    # Longest an admin request or a spend query waits for Postgres (connect, statements) before it
+    # answers that the database is unreachable.
+    admin_db_timeout_s: float = Field(default=3.0, gt=0, le=30.0)
     health_host: str = "127.0.0.1"
     health_port: int = Field(default=8082, ge=0, le=65535)
 

@@ -26,6 +26,7 @@ ADMIN_QUEUE = "accounting-admin"
 
 LEDGER_SPEND = "mr.v1.ledger.spend"
 """Router -> accounting, request/reply: ``keys.v1.SpendQuery`` -> ``keys.v1.SpendAnswer``."""
+LEDGER_QUEUE = "accounting-ledger"
 
 MSG_ID_HEADER = "Nats-Msg-Id"
 USAGE_BATCH_HEADER = "Mr-Usage-Batch"

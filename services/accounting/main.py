@@ -10,6 +10,7 @@ import uvloop
 from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
 
+from accounting.admin.runtime import start_keys
 from accounting.consumer import ConsumerOptions, UsageConsumer
 from accounting.store import SchemaMissingError, UsageStore, create_engine
 from common.health import HealthServer
@@ -57,6 +58,29 @@ async def _consume(
             f"cannot set up JetStream stream {options.stream} / consumer {options.durable} at "
             f"{settings.nats_url} ({exc!r}); is JetStream enabled? {START_HINTS['nats']}"
         ) from None
+    try:
+        keys = await start_keys(settings, nc)
+    except NatsError as exc:
+        await consumer.close()
+        raise StartupError(
+            f"cannot open or create the JetStream key-value bucket {settings.keys_bucket} at "
+            f"{settings.nats_url} ({exc!r}); {START_HINTS['nats']}"
+        ) from None
+    try:
+        await _serve(settings, options, stop, store, nc, consumer)
+    finally:
+        # Admin requests and spend queries in flight get their answers before NATS is closed.
+        await keys.stop(settings.drain_timeout_s)
+
+
+async def _serve(
+    settings: AccountingSettings,
+    options: ConsumerOptions,
+    stop: asyncio.Event,
+    store: UsageStore,
+    nc: NATS,
+    consumer: UsageConsumer,
+) -> None:
     health = HealthServer(
         settings.health_host,
         settings.health_port,

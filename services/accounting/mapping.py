@@ -66,6 +66,7 @@ def row_from_event(event: events_pb2.UsageEvent) -> dict[str, Any]:
     return {
         "request_id": _clean(event.request_id),
         "key_id": _clean(event.key_id),
+        "team_id": _optional(event.team_id),  # "" on the wire: a key without a team
         "endpoint": _clean(event.endpoint),
         "requested_model": _clean(event.requested_model),
         "provider": _optional(event.provider),

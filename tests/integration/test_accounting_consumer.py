@@ -165,6 +165,7 @@ async def running_consumer(lane: Lane, store: UsageStore, **options: Any) -> Asy
 async def test_events_become_rows_with_every_field_mapped(lane: Lane, migrated_url: str, unique: str) -> None:
     streamed = usage_event(
         f"{unique}-ok",
+        team_id="team_00000000feedf00d",
         usage=events_pb2.Usage(prompt_tokens=1200, completion_tokens=345, total_tokens=1545, cached_tokens=200),
         price=router_pb2.Price(prompt_per_1k=0.0015, completion_per_1k=0.002),
         stream=True,
@@ -200,6 +201,7 @@ async def test_events_become_rows_with_every_field_mapped(lane: Lane, migrated_u
     assert ok == {
         "request_id": streamed.request_id,
         "key_id": "key_00000000deadbeef",
+        "team_id": "team_00000000feedf00d",
         "endpoint": "/v1/chat/completions",
         "requested_model": "demo-chat",
         "provider": "fake",
@@ -229,6 +231,7 @@ async def test_events_become_rows_with_every_field_mapped(lane: Lane, migrated_u
         "no healthy target for demo-chat",
     )
     assert (err["provider"], err["deployment_id"], err["ttft_ms"], err["cost_usd"]) == (None, None, None, Decimal(0))
+    assert err["team_id"] is None  # "" on the wire: a key without a team
     assert (by_id[cancelled.request_id]["status"], by_id[cancelled.request_id]["cost_usd"]) == (
         "cancelled",
         Decimal("0.00005"),

@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 EXPECTED_COLUMNS = {
     "request_id": ("character varying", "NO"),
     "key_id": ("character varying", "NO"),
+    "team_id": ("character varying", "YES"),
     "endpoint": ("character varying", "NO"),
     "requested_model": ("character varying", "NO"),
     "provider": ("character varying", "YES"),
@@ -46,6 +47,37 @@ EXPECTED_COLUMNS = {
     "started_at": ("timestamp with time zone", "NO"),
     "finished_at": ("timestamp with time zone", "NO"),
     "recorded_at": ("timestamp with time zone", "NO"),
+}
+_LIMITS = {
+    "rpm": ("bigint", "YES"),
+    "tpm": ("bigint", "YES"),
+    "max_parallel": ("bigint", "YES"),
+    "daily_budget_usd": ("numeric", "YES"),
+    "monthly_budget_usd": ("numeric", "YES"),
+}
+_TIMESTAMPS = {"created_at": ("timestamp with time zone", "NO"), "updated_at": ("timestamp with time zone", "NO")}
+EXPECTED_TEAM_COLUMNS = {
+    "id": ("character varying", "NO"),
+    "name": ("character varying", "NO"),
+    **_LIMITS,
+    "metadata": ("jsonb", "NO"),
+    **_TIMESTAMPS,
+}
+EXPECTED_KEY_COLUMNS = {
+    "id": ("character varying", "NO"),
+    "name": ("character varying", "NO"),
+    "team_id": ("character varying", "YES"),
+    "owner": ("character varying", "YES"),
+    "digest": ("character varying", "NO"),
+    "display": ("character varying", "NO"),
+    "role": ("character varying", "NO"),
+    "models": ("ARRAY", "NO"),
+    **_LIMITS,
+    "expires_at": ("timestamp with time zone", "YES"),
+    "revoked_at": ("timestamp with time zone", "YES"),
+    "metadata": ("jsonb", "NO"),
+    "previous_secrets": ("jsonb", "NO"),
+    **_TIMESTAMPS,
 }
 
 
@@ -100,18 +132,29 @@ def _schema_diff(url: str) -> list[Any]:
     return asyncio.run(run())
 
 
-def test_upgrade_head_creates_the_table_and_downgrade_base_removes_it(empty_db: str) -> None:
+def _columns(url: str, table: str) -> dict[str, tuple[str, str]]:
+    columns = asyncio.run(
+        _query(
+            url,
+            "SELECT column_name, data_type, is_nullable FROM information_schema.columns WHERE table_name = $1",
+            table,
+        )
+    )
+    return {c["column_name"]: (c["data_type"], c["is_nullable"]) for c in columns}
+
+
+def _indexes(url: str, table: str) -> dict[str, str]:
+    rows = asyncio.run(_query(url, "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = $1", table))
+    return {i["indexname"]: i["indexdef"] for i in rows}
+
+
+def test_upgrade_head_creates_the_tables_and_downgrade_base_removes_them(empty_db: str) -> None:
     up = alembic(empty_db, "upgrade", "head")
     assert up.returncode == 0, up.stderr
 
-    columns = asyncio.run(
-        _query(
-            empty_db,
-            "SELECT column_name, data_type, is_nullable FROM information_schema.columns "
-            "WHERE table_name = 'usage_records'",
-        )
-    )
-    assert {c["column_name"]: (c["data_type"], c["is_nullable"]) for c in columns} == EXPECTED_COLUMNS
+    assert _columns(empty_db, "usage_records") == EXPECTED_COLUMNS
+    assert _columns(empty_db, "teams") == EXPECTED_TEAM_COLUMNS
+    assert _columns(empty_db, "api_keys") == EXPECTED_KEY_COLUMNS
     precision = asyncio.run(
         _query(
             empty_db,
@@ -120,19 +163,46 @@ def test_upgrade_head_creates_the_table_and_downgrade_base_removes_it(empty_db: 
         )
     )
     assert (precision[0]["numeric_precision"], precision[0]["numeric_scale"]) == (20, 12)
-    indexes = asyncio.run(
-        _query(empty_db, "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'usage_records'")
-    )
-    defs = {i["indexname"]: i["indexdef"] for i in indexes}
+    defs = _indexes(empty_db, "usage_records")
     assert "UNIQUE" in defs["usage_records_pkey"] and "(request_id)" in defs["usage_records_pkey"]
     assert "(key_id, started_at)" in defs["ix_usage_records_key_id_started_at"]
+    assert "(team_id, started_at)" in defs["ix_usage_records_team_id_started_at"]
     assert "(requested_model, started_at)" in defs["ix_usage_records_requested_model_started_at"]
+    key_defs = _indexes(empty_db, "api_keys")
+    assert "UNIQUE" in key_defs["ix_api_keys_digest"] and "(digest)" in key_defs["ix_api_keys_digest"]
+    assert "(team_id)" in key_defs["ix_api_keys_team_id"]
     # The migration (explicit DDL) and the model the code writes through describe the same table.
     assert _schema_diff(empty_db) == []
 
     down = alembic(empty_db, "downgrade", "base")
     assert down.returncode == 0, down.stderr
-    assert asyncio.run(_query(empty_db, "SELECT to_regclass('usage_records') AS t"))[0]["t"] is None
+    for table in ("usage_records", "teams", "api_keys"):
+        assert asyncio.run(_query(empty_db, f"SELECT to_regclass('{table}') AS t"))[0]["t"] is None
+
+
+def test_0002_adds_team_id_to_existing_usage_rows_and_takes_it_back(empty_db: str) -> None:
+    """Upgrading a ledger that already holds rows keeps them (team_id NULL); downgrading to 0001
+    removes the column and its index and nothing else."""
+    assert alembic(empty_db, "upgrade", "0001").returncode == 0
+    asyncio.run(
+        _query(
+            empty_db,
+            "INSERT INTO usage_records (request_id, key_id, endpoint, requested_model, status, http_status,"
+            " prompt_tokens, completion_tokens, total_tokens, cached_tokens, cost_usd, stream, attempts,"
+            " latency_ms, started_at, finished_at) VALUES ('r1', 'key_1', '/v1/x', 'm', 'success', 200,"
+            " 1, 1, 2, 0, 0.5, false, 1, 1.0, now(), now())",
+        )
+    )
+    up = alembic(empty_db, "upgrade", "head")
+    assert up.returncode == 0, up.stderr
+    rows = asyncio.run(_query(empty_db, "SELECT request_id, team_id FROM usage_records"))
+    assert [(r["request_id"], r["team_id"]) for r in rows] == [("r1", None)]
+
+    down = alembic(empty_db, "downgrade", "0001")
+    assert down.returncode == 0, down.stderr
+    assert "team_id" not in _columns(empty_db, "usage_records")
+    assert "ix_usage_records_team_id_started_at" not in _indexes(empty_db, "usage_records")
+    assert asyncio.run(_query(empty_db, "SELECT count(*) AS n FROM usage_records"))[0]["n"] == 1
 
 
 def test_migration_takes_the_url_from_database_url(postgres_url: str, unique: str) -> None:

@@ -19,6 +19,7 @@ def _event(**overrides: object) -> events_pb2.UsageEvent:
     fields: dict[str, object] = {
         "request_id": "req-1",
         "key_id": "key_0123456789abcdef",
+        "team_id": "team_00000000c0ffee00",
         "endpoint": "/v1/chat/completions",
         "requested_model": "gpt-demo",
         "provider": "fake",
@@ -44,6 +45,7 @@ def test_every_field_is_mapped() -> None:
     assert row == {
         "request_id": "req-1",
         "key_id": "key_0123456789abcdef",
+        "team_id": "team_00000000c0ffee00",
         "endpoint": "/v1/chat/completions",
         "requested_model": "gpt-demo",
         "provider": "fake",
@@ -84,6 +86,7 @@ def test_status_names(wire: int, stored: str) -> None:
 def test_unknown_parts_become_null_and_nothing_streamed_means_no_ttft() -> None:
     row = row_from_event(
         _event(
+            team_id="",
             provider="",
             upstream_model="",
             deployment_id="",
@@ -96,6 +99,7 @@ def test_unknown_parts_become_null_and_nothing_streamed_means_no_ttft() -> None:
         )
     )
     assert (row["provider"], row["upstream_model"], row["deployment_id"]) == (None, None, None)
+    assert row["team_id"] is None  # a key without a team: NULL, not ""
     assert row["ttft_ms"] is None
     assert (row["error_type"], row["error_message"]) == ("api_error", "no healthy target")
 

@@ -10,7 +10,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from accounting.models import UsageRecord
+from accounting.models import UsageRecord  # the package registers every table
 from accounting.store import async_database_url
 from common.settings import AccountingSettings, load_settings
 

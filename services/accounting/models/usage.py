@@ -1,8 +1,4 @@
-"""The ``usage_records`` table: one row per finished request, written only by the consumer.
-
-The schema itself is created by the Alembic migration (``alembic/versions``); this model is what
-the code reads and writes, and a test checks that the two agree.
-"""
+"""The ``usage_records`` table: one row per finished request, written only by the consumer."""
 
 from __future__ import annotations
 
@@ -23,12 +19,16 @@ class UsageRecord(SQLModel, table=True):
         CheckConstraint(f"status IN {STATUSES!r}", name="ck_usage_records_status"),
         # Per-key and per-model reports over a time range.
         Index("ix_usage_records_key_id_started_at", "key_id", "started_at"),
+        # Per-team spend (the ledger's SpendQuery and reports) over a time range.
+        Index("ix_usage_records_team_id_started_at", "team_id", "started_at"),
         Index("ix_usage_records_requested_model_started_at", "requested_model", "started_at"),
         Index("ix_usage_records_started_at", "started_at"),
     )
 
     request_id: str = Field(primary_key=True, sa_type=String)
     key_id: str = Field(sa_type=String, description="the key's non-secret id, never the key")
+    # The key's team when the request was made; NULL for a key without one (and rows from before).
+    team_id: str | None = Field(default=None, sa_type=String)
     endpoint: str = Field(sa_type=String)
     requested_model: str = Field(sa_type=String)
     # NULL when the request ended before a deployment was chosen.
