@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import uvloop
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
 from common import telemetry
@@ -32,7 +32,8 @@ from router.state import RouterState
 
 log = logging.getLogger("router")
 
-# Route runs one short script per request; the pool bounds connections under bursts.
+# Route runs one short script per request; the pool bounds connections under bursts, and a burst
+# beyond them waits for a free one (up to the timeout) rather than failing ("Too many connections").
 _REDIS_MAX_CONNECTIONS = 64
 _REDIS_TIMEOUT_S = 2.0
 _NATS_RETRY_S = 2.0
@@ -60,12 +61,14 @@ async def _connect_ledger(settings: RouterSettings, ledger: SpendLedger) -> None
 
 
 async def serve(settings: RouterSettings, config: ModelRouterConfig) -> None:
-    redis = Redis.from_url(
+    pool = BlockingConnectionPool.from_url(
         settings.redis_url,
         max_connections=_REDIS_MAX_CONNECTIONS,
+        timeout=_REDIS_TIMEOUT_S,
         socket_timeout=_REDIS_TIMEOUT_S,
         socket_connect_timeout=_REDIS_TIMEOUT_S,
     )
+    redis = Redis.from_pool(pool)  # owns the pool: aclose closes it
     # One pooled client for every catalogue's fetches; redirects are not followed, so the catalogue
     # token goes nowhere but the configured URL.
     http = httpx.AsyncClient(follow_redirects=False)
