@@ -197,12 +197,18 @@ def _budget_nano(usd: float) -> int:
 def _max_cost(candidates: Sequence[Candidate], prompt_tokens: int, max_output_tokens: int) -> int:
     """The most the request may cost on any of the model's deployments: a failover to a pricier one
     is then still covered by the reservation. A deployment with a broken price reserves nothing more."""
-    most = 0
-    for candidate in candidates:
-        price = candidate.target.price
+    prices = {(c.target.price.prompt_per_1k, c.target.price.completion_per_1k) for c in candidates}
+    # Usually one deployment is at least as dear as every other on both prices: price only that one.
+    dearest = (max(p for p, _ in prices), max(c for _, c in prices))
+    if dearest in prices:
         try:
-            cost = max_cost_nano_usd(prompt_tokens, max_output_tokens, price.prompt_per_1k, price.completion_per_1k)
+            return max_cost_nano_usd(prompt_tokens, max_output_tokens, *dearest)
+        except InvalidPriceError:
+            pass
+    most = 0
+    for prompt_per_1k, completion_per_1k in prices:
+        try:
+            most = max(most, max_cost_nano_usd(prompt_tokens, max_output_tokens, prompt_per_1k, completion_per_1k))
         except InvalidPriceError:
             continue
-        most = max(most, cost)
     return most

@@ -59,9 +59,14 @@ local function reserve(base, rid, tokens, cost, twin, day, month, expires)
   redis.call('ZADD', open, expires, rid)
   redis.call('HSET', held, rid, tokens .. ' ' .. cost .. ' ' .. twin .. ' ' .. day .. ' ' .. month)
   if cost > 0 then redis.call('HINCRBY', held, COST_SUM, cost) end
-  local keep = math.max(expires + KEEP_MARGIN_MS, redis.call('PEXPIRETIME', open), redis.call('PEXPIRETIME', held))
-  redis.call('PEXPIREAT', open, keep)
-  redis.call('PEXPIREAT', held, keep)
+  -- Rounded up to the margin, so that most reservations find it already far enough and set nothing.
+  local keep = math.ceil((expires + KEEP_MARGIN_MS) / KEEP_MARGIN_MS) * KEEP_MARGIN_MS
+  local open_until, held_until = redis.call('PEXPIRETIME', open), redis.call('PEXPIRETIME', held)
+  if open_until ~= held_until or open_until < keep then
+    keep = math.max(keep, open_until, held_until)
+    redis.call('PEXPIREAT', open, keep)
+    redis.call('PEXPIREAT', held, keep)
+  end
 end
 
 -- A spend counter grows only if it exists: a missing one is rebuilt from the usage ledger, which
