@@ -320,3 +320,25 @@ async def test_concurrent_requests_of_one_key_seed_once(
     picks = await admit_all(limits, cs, [governed("m", key, f"r{i}", key={"daily_budget_usd": 5.0}) for i in range(20)])
     assert not [p for p in picks if isinstance(p, Exception)]
     assert len(fake.queries) == 1
+
+
+async def test_overspend_is_bounded_by_what_a_request_costs_beyond_its_reservation(
+    limits: KeyLimits, cs: list[Candidate], ledger: tuple[SpendLedger, FakeLedger], redis: Redis, unique: str
+) -> None:
+    """The documented bound, case 1: a prompt the estimate undercounted. Spend passes the budget by
+    exactly that request's shortfall, and nothing more is admitted."""
+    _, fake = ledger
+    key = f"key_{unique}"
+    budget = {"daily_budget_usd": 0.01}
+    fake.spent[("key", key)] = 10_000_000 - 3_008_000  # room for exactly one reservation of $0.003008
+    await limits.admit(governed("m", key, "r1", key=budget, estimated_tokens=1000, max_output_tokens=2), cs)
+    with pytest.raises(KeyBudgetExceededError):
+        await limits.admit(governed("m", key, "r2", key=budget, estimated_tokens=1000, max_output_tokens=2), cs)
+    # Its prompt was really 1,500 tokens: 500 more than reserved at $0.003/1k = $0.0015 beyond it.
+    real = max_cost_nano_usd(1500, 2, 0.003, 0.004)
+    await limits.settle([settlement("r1", key, used_tokens=1502, cost_nano_usd=real)])
+    day = await redis_now_ms(redis) // 86_400_000
+    spent = int(await redis.get(f"{limits.subject_key('key', key)}:sd:{day}"))
+    assert spent - 10_000_000 == real - 3_008_000 == 1_500_000
+    with pytest.raises(KeyBudgetExceededError):
+        await limits.admit(governed("m", key, "r3", key=budget, estimated_tokens=1, max_output_tokens=1), cs)
