@@ -16,6 +16,7 @@ from opentelemetry.trace import SpanKind, Tracer
 from common.errors import ModelRouterError
 from common.telemetry import context_from_grpc_metadata
 from modelrouter.router.v1 import router_pb2
+from router.limits.refusals import CarriesLimitStates
 
 RETRY_AFTER_METADATA = "retry-after"
 ROUTER_SERVICE = router_pb2.DESCRIPTOR.services_by_name["Router"].full_name
@@ -43,10 +44,21 @@ def grpc_status(error: ModelRouterError) -> tuple[grpc.StatusCode, str, tuple[tu
 
 
 def route_error(error: ModelRouterError) -> router_pb2.RouteError:
-    """The status Route would have ended with, as a RouteStream answer."""
-    return router_pb2.RouteError(
-        grpc_code=error.grpc_code.value[0], message=error.message, retry_after_s=retry_after_whole_s(error) or 0
+    """The status Route would have ended with, as a RouteStream answer; ``code`` names the error
+    (a key's "rate_limit_exceeded" or "insufficient_quota", "database_unavailable"...) where the status
+    alone does not, and a key's refusal brings its limits' state for the 429's headers."""
+    answer = router_pb2.RouteError(
+        grpc_code=error.grpc_code.value[0],
+        message=error.message,
+        retry_after_s=retry_after_whole_s(error) or 0,
+        code=error.code or "",
     )
+    if isinstance(error, CarriesLimitStates):
+        if error.requests is not None:
+            answer.requests.CopyFrom(error.requests)
+        if error.tokens is not None:
+            answer.tokens.CopyFrom(error.tokens)
+    return answer
 
 
 def aborts_on_error(method: _Method[_Self, _Req, _Resp]) -> _Method[_Self, _Req, _Resp]:

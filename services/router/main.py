@@ -1,5 +1,8 @@
 """``python -m router``: build settings, config, Redis, the servicer and the server; serve until
-SIGTERM/SIGINT, then drain and exit 0. Exits 1 if Redis is unreachable, 2 on bad settings/config."""
+SIGTERM/SIGINT, then drain and exit 0. Exits 1 if Redis is unreachable, 2 on bad settings/config.
+
+NATS is needed only to rebuild a budget's counter from the usage ledger: without it the router still
+starts and routes, and such a budget's requests are refused (503) until the connection is up."""
 
 from __future__ import annotations
 
@@ -11,15 +14,17 @@ from urllib.parse import urlsplit
 
 import httpx
 import uvloop
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
 from common import telemetry
 from common.config import ModelRouterConfig, load_config_or_exit
 from common.lifecycle import install_stop_signals, settle_heap
-from common.messaging import DependencyUnavailable
+from common.messaging import DependencyUnavailable, connect_nats
 from common.settings import RouterSettings, load_settings
 from router.catalog_refresh import CatalogRefresher
+from router.limits.admission import KeyLimits
+from router.limits.ledger import SpendLedger
 from router.selection import LiveCatalog
 from router.server import RouterServer
 from router.servicer import RouterServicer
@@ -27,9 +32,11 @@ from router.state import RouterState
 
 log = logging.getLogger("router")
 
-# Route runs one short script per request; the pool bounds connections under bursts.
+# Route runs one short script per request; the pool bounds connections under bursts, and a burst
+# beyond them waits for a free one (up to the timeout) rather than failing ("Too many connections").
 _REDIS_MAX_CONNECTIONS = 64
 _REDIS_TIMEOUT_S = 2.0
+_NATS_RETRY_S = 2.0
 
 
 def _without_password(url: str) -> str:
@@ -39,27 +46,50 @@ def _without_password(url: str) -> str:
     return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)).geturl()
 
 
+async def _connect_ledger(settings: RouterSettings, ledger: SpendLedger) -> None:
+    """Connect to NATS until it works (once connected, nats-py reconnects by itself)."""
+    while True:
+        try:
+            ledger.connection = await connect_nats(
+                settings.nats_url, f"router-{settings.instance_id}", first_connect_timeout_s=_NATS_RETRY_S
+            )
+            log.info("connected to NATS; budget counters are rebuilt from %s", settings.ledger_subject)
+            return
+        except DependencyUnavailable as exc:
+            log.warning("%s; budgets whose counters are missing refuse requests until it is", exc)
+        await asyncio.sleep(_NATS_RETRY_S)
+
+
 async def serve(settings: RouterSettings, config: ModelRouterConfig) -> None:
-    redis = Redis.from_url(
+    pool = BlockingConnectionPool.from_url(
         settings.redis_url,
         max_connections=_REDIS_MAX_CONNECTIONS,
+        timeout=_REDIS_TIMEOUT_S,
         socket_timeout=_REDIS_TIMEOUT_S,
         socket_connect_timeout=_REDIS_TIMEOUT_S,
     )
+    redis = Redis.from_pool(pool)  # owns the pool: aclose closes it
     # One pooled client for every catalogue's fetches; redirects are not followed, so the catalogue
     # token goes nowhere but the configured URL.
     http = httpx.AsyncClient(follow_redirects=False)
+    ledger = SpendLedger(settings.ledger_subject)
+    # The first attempt is awaited (bounded), so a router that starts with NATS up serves budgets
+    # from its first request; after a failure it keeps trying in the background.
+    connecting = asyncio.create_task(_connect_ledger(settings, ledger))
+    await asyncio.wait({connecting}, timeout=_NATS_RETRY_S + 1)
     try:
         state = RouterState(redis, config.health)
+        limits = KeyLimits(state, ledger)
         try:
             await state.load_scripts()
+            await limits.load_scripts()
         except (RedisError, OSError) as exc:
             raise DependencyUnavailable(
                 "redis", _without_password(settings.redis_url), str(exc) or type(exc).__name__
             ) from None
         table = LiveCatalog(config)
         catalogs = CatalogRefresher(config, table, http, os.environ)
-        servicer = RouterServicer(table, state, catalogs)
+        servicer = RouterServicer(table, state, catalogs, limits)
         try:
             server = RouterServer(servicer, settings.router_listen)
         except RuntimeError as exc:  # grpc: "Failed to bind to address ..."
@@ -80,6 +110,9 @@ async def serve(settings: RouterSettings, config: ModelRouterConfig) -> None:
         finally:
             await catalogs.stop()
     finally:
+        connecting.cancel()
+        if ledger.connection is not None:
+            await ledger.connection.close()
         await http.aclose()
         await redis.aclose()
 

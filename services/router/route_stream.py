@@ -8,6 +8,8 @@ while the previous message is being written go out together in the next one.
 
 Every request the router has read is answered, also when the caller retires the stream (half-close:
 the call then ends OK) and when the server stops (the stream ends UNAVAILABLE once its answers are out).
+Settlements ride on the same messages (the gateway coalesces them with its Routes) and get no answer:
+they are applied, and a stream ends only once those it carried are.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
@@ -32,6 +34,7 @@ from router.grpc_errors import ROUTER_SERVICE, route_error
 log = logging.getLogger(__name__)
 
 Decide = Callable[[router_pb2.RouteRequest], Awaitable[router_pb2.RouteResponse]]
+Settle = Callable[[Sequence[router_pb2.Settlement]], Awaitable[None]]
 # RouteBatchStream's, or the one-per-message RouteStream's
 StreamContext: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 
@@ -42,15 +45,16 @@ _INTERNAL = router_pb2.RouteError(grpc_code=grpc.StatusCode.UNKNOWN.value[0], me
 
 @dataclass(slots=True)
 class _OpenStream:
-    answering: set[asyncio.Task[None]]  # answers being decided
+    answering: set[asyncio.Task[None]]  # answers being decided, settlements being applied
     outbox: CoalescingWriter[router_pb2.RouteStreamResponse]
 
 
 class RouteStreams:
     """Serves the server's open RouteStreams; ``close`` ends them when the server stops."""
 
-    def __init__(self, decide: Decide, tracer: Callable[[], Tracer]) -> None:
+    def __init__(self, decide: Decide, tracer: Callable[[], Tracer], settle: Settle | None = None) -> None:
         self._decide = decide
+        self._settle = settle
         self._tracer = tracer  # looked up per request: the server may install its own after construction
         self._open: dict[StreamContext, _OpenStream] = {}
 
@@ -70,12 +74,25 @@ class RouteStreams:
             while (message := await context.read()) is not grpc.aio.EOF:
                 requests = message.requests if batched else [message]
                 for request in requests:
-                    task = asyncio.create_task(self._answer(request, stream.outbox))
-                    stream.answering.add(task)
-                    task.add_done_callback(stream.answering.discard)
+                    self._track(stream, self._answer(request, stream.outbox))
+                if batched and message.settlements and self._settle is not None:
+                    self._track(stream, self._settled(message.settlements))
             await _answered(stream)
         finally:
             self._open.pop(context, None)
+
+    @staticmethod
+    def _track(stream: _OpenStream, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        stream.answering.add(task)
+        task.add_done_callback(stream.answering.discard)
+
+    async def _settled(self, settlements: Sequence[router_pb2.Settlement]) -> None:
+        assert self._settle is not None
+        try:
+            await self._settle(settlements)
+        except Exception:  # fire and forget: an unsettled reservation still expires by itself
+            log.exception("%d settlements failed", len(settlements))
 
     async def _answer(
         self, request: router_pb2.RouteStreamRequest, outbox: CoalescingWriter[router_pb2.RouteStreamResponse]

@@ -11,6 +11,7 @@ from opentelemetry import trace
 from common.errors import NotFoundError
 from modelrouter.router.v1 import router_pb2, router_pb2_grpc
 from router.grpc_errors import aborts_on_error
+from router.limits.admission import KeyLimits
 from router.route_stream import RouteStreams, StreamContext
 from router.selection import RoutingTable
 from router.state import RouterState
@@ -23,13 +24,21 @@ class CatalogStatusSource(Protocol):
 
 
 class RouterServicer(router_pb2_grpc.RouterServicer):
-    def __init__(self, catalog: RoutingTable, state: RouterState, catalogs: CatalogStatusSource | None = None) -> None:
+    def __init__(
+        self,
+        catalog: RoutingTable,
+        state: RouterState,
+        catalogs: CatalogStatusSource | None = None,
+        limits: KeyLimits | None = None,
+    ) -> None:
         self._catalog = catalog
         self._state = state
         self._catalogs = catalogs
+        # Without a ledger, a budget whose counter is missing refuses (503) rather than guess.
+        self._limits = limits or KeyLimits(state)
         # The global provider's tracer unless the server is given another one (tests).
         self.tracer = trace.get_tracer("modelrouter.router")
-        self.streams = RouteStreams(self._route, lambda: self.tracer)
+        self.streams = RouteStreams(self._route, lambda: self.tracer, self._limits.settle)
 
     @aborts_on_error
     async def Route(
@@ -45,11 +54,18 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
 
     async def _route(self, request: router_pb2.RouteRequest) -> router_pb2.RouteResponse:
         candidates = self._catalog.candidates(request.model, request.exclude_deployments)
-        pick = await self._state.pick(request.model, candidates, request.estimated_tokens)
+        if request.HasField("admission"):
+            pick = await self._limits.admit(request, candidates)
+        else:
+            pick = await self._state.pick(request.model, candidates, request.estimated_tokens)
         response = router_pb2.RouteResponse()
         response.target.CopyFrom(candidates[pick.chosen].target)
         response.target.recent_failures = pick.recent_failures
         response.fallbacks.extend(candidates[i].target for i in pick.fallbacks)
+        if pick.requests is not None:
+            response.requests.CopyFrom(pick.requests)
+        if pick.tokens is not None:
+            response.tokens.CopyFrom(pick.tokens)
         trace.get_current_span().set_attribute("modelrouter.deployment_id", response.target.deployment_id)
         return response
 
@@ -77,6 +93,11 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
             retry_after_s=request.retry_after_s,
         )
         return router_pb2.OutcomeAck(healthy=healthy)
+
+    @aborts_on_error
+    async def Settle(self, request: router_pb2.Settlements, context: grpc.aio.ServicerContext) -> router_pb2.SettleAck:
+        await self._limits.settle(request.settlements)
+        return router_pb2.SettleAck()
 
     @aborts_on_error
     async def Status(
