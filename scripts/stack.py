@@ -23,6 +23,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RUN_DIR = ROOT / ".run"
 SERVICES = ("router", "workers", "accounting", "gateway")  # start order: dependencies first
+# ``make run`` / ``make up`` only (the README says so): the admin API's master key of a development
+# stack. Nothing else has a default master key; an operator's own MODELROUTER_MASTER_KEY wins.
+DEV_MASTER_KEY = "sk-modelrouter-master-dev"
+
+
+def dev_env() -> dict[str, str]:
+    return {"MODELROUTER_MASTER_KEY": os.environ.get("MODELROUTER_MASTER_KEY") or DEV_MASTER_KEY}
 
 
 @dataclass
@@ -85,15 +92,20 @@ class Stack:
             port = {"gateway": self.ports.gateway, "router": self.ports.router}.get(service)
             self._spawn(service, service, port or int(_health_port(service, self.ports) or 0), timeout)
 
-    def start_replica(self, service: str, name: str, port: int, timeout: float = 30.0) -> None:
+    def start_replica(
+        self, service: str, name: str, port: int, timeout: float = 30.0, env: Mapping[str, str] | None = None
+    ) -> None:
         """One more process of ``service`` beside the stack's (a second worker, a third gateway),
         listening on ``port`` (its health port for workers and accounting), as ``procs[name]`` with
-        its own log; ``stop`` stops it with the rest."""
-        self._spawn(service, name, port, timeout)
+        its own log and ``env`` added (a gateway's own ``ROUTER_ADDR``); ``stop`` stops it with the rest."""
+        self._spawn(service, name, port, timeout, env)
 
-    def _spawn(self, service: str, name: str, port: int, timeout: float) -> None:
+    def _spawn(
+        self, service: str, name: str, port: int, timeout: float, extra: Mapping[str, str] | None = None
+    ) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         env = service_env(self.ports, {**os.environ, **self.env})
+        env.update(extra or {})
         if service == "gateway":
             env["GATEWAY_PORT"] = str(port)
         elif service == "router":
@@ -161,7 +173,7 @@ def _follow(paths: dict[str, Path], stop: threading.Event) -> None:
 
 
 def run() -> int:
-    stack = Stack()
+    stack = Stack(env=dev_env())
     paths = {s: stack.log_dir / f"{s}.log" for s in SERVICES}
     stack.log_dir.mkdir(parents=True, exist_ok=True)
     for path in paths.values():
@@ -189,7 +201,7 @@ def run() -> int:
 
 
 def up() -> int:
-    stack = Stack()
+    stack = Stack(env=dev_env())
     try:
         stack.start()
     except RuntimeError as exc:

@@ -16,13 +16,14 @@ import orjson
 
 from accounting.admin import keys, teams
 from accounting.admin.context import AdminContext, Answer
+from accounting.admin.key_metrics import key_metrics
 from common.errors import InvalidRequestError, ModelRouterError, NotFoundError
 
 log = logging.getLogger(__name__)
 # Ids as this service makes them; anything else in a path is not repeated in the log (it could be a
 # secret pasted where an id belongs).
 _OUR_ID = re.compile(r"^(key|team)_[0-9a-f]{16}$")
-_WORDS = {"admin", "keys", "teams", "rotate"}
+_WORDS = {"admin", "keys", "teams", "rotate", "usage"}
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,8 @@ async def route(ctx: AdminContext, request: AdminRequest) -> Answer:
             return await teams.patch_team(ctx, team_id, body)
         case ("DELETE", ["admin", "teams", team_id]):
             return await teams.delete_team(ctx, team_id)
+        case ("GET", ["admin", "usage", "keys"]):  # the gateway's GET /auth/metrics
+            return await key_metrics(ctx)
     raise NotFoundError(f"no admin endpoint {request.method} {request.loggable_path()}", code="not_found")
 
 
