@@ -31,9 +31,10 @@ async def test_sync_restores_a_deleted_entry_and_a_stale_one(admin: AdminClient)
     wrong.limits.rpm = 1_000_000  # what a hand edit or an old backup might say
     await admin.kv.put(f"key.{stale['id']}", wrong.SerializeToString())
 
-    report = await admin.sync().sync_once()
+    await admin.sync().sync_once()
 
-    assert report.put >= 3
+    # (How many entries this round put is not asserted: the service's own sync loop may have healed
+    # some first on a slow machine. What the bucket holds afterwards is what matters.)
     assert (await admin.key_record(lost["id"])).name == "lost"
     assert (await admin.key_record(stale["id"])) == good
     assert (await admin.team_record(team["id"])).limits.rpm == 5
