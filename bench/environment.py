@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import litellm_proxy, processes
-from bench.modelrouter_stack import UPSTREAM_MODEL, prepare_database, start_modelrouter
+from bench.modelrouter_stack import UPSTREAM_MODEL, governed_target, prepare_database, start_modelrouter
 from bench.phases import check_target
 from bench.targets import DIRECT, Target
 from scripts.stack import Ports, Stack
@@ -32,10 +32,11 @@ class Environment:
     direct: Target
     modelrouter: Target
     litellm: Target | None
+    governed: Target | None = None
 
     @property
     def targets(self) -> list[Target]:
-        return [t for t in (self.direct, self.modelrouter, self.litellm) if t is not None]
+        return [t for t in (self.direct, self.modelrouter, self.governed, self.litellm) if t is not None]
 
 
 def _stop_stack(stack: Stack) -> None:
@@ -81,7 +82,9 @@ def running(
             proxy, litellm = litellm_proxy.start_litellm(workdir, mock_port, processes.free_port())
             cleanup.callback(proxy.stop)
             litellm.backing_pids = {"mock-upstream": mock.pid}
-        environment = Environment(direct, modelrouter, litellm)
+        governed = governed_target(modelrouter)
+        governed.backing_pids = modelrouter.backing_pids
+        environment = Environment(direct, modelrouter, litellm, governed)
         for target in environment.targets:
             target.write_bodies(workdir)
             check_target(target, upstream.chunks)

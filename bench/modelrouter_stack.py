@@ -8,17 +8,29 @@ import asyncio
 import os
 import subprocess
 import sys
+import urllib.request
 import uuid
 from pathlib import Path
 
 import asyncpg  # type: ignore[import-untyped]
+import orjson
 
-from bench.targets import MODELROUTER, Target
+from bench.targets import MODELROUTER, MODELROUTER_GOVERNED, Target
 from scripts.stack import ROOT, Ports, Stack
 
 MODEL = "bench"
 UPSTREAM_MODEL = "bench-upstream"
 KEY = "sk-modelrouter-bench-0123456789"
+MASTER_KEY = "sk-modelrouter-bench-master-0123456789"
+# Limits the bench never reaches, so every one is checked on every request and none refuses.
+GOVERNED_LIMITS = {
+    "rpm": 100_000_000,
+    "tpm": 4_000_000_000,
+    "max_parallel": 100_000,
+    "daily_budget_usd": 1_000_000,
+    "monthly_budget_usd": 10_000_000,
+    "models": [MODEL],
+}
 
 CONFIG = """\
 providers:
@@ -88,6 +100,7 @@ def start_modelrouter(
             "NATS_URL": nats_url,
             "DATABASE_URL": database_url,
             "API_KEYS": "",
+            "MODELROUTER_MASTER_KEY": MASTER_KEY,
             "BENCH_UPSTREAM_KEY": "sk-mock-upstream",
             # Tracing stays on (spans are made and propagated) but exports to no endpoint.
             "OTEL_EXPORTER_OTLP_ENDPOINT": "",
@@ -101,3 +114,16 @@ def start_modelrouter(
         raise
     pids = {service: proc.pid for service, proc in stack.procs.items()}
     return stack, Target(MODELROUTER, ports.gateway, MODEL, KEY, pids)
+
+
+def governed_target(modelrouter: Target) -> Target:
+    """The same stack on a governed key, made with the admin API."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{modelrouter.port}/admin/keys",
+        data=orjson.dumps({"name": "bench-governed", **GOVERNED_LIMITS}),
+        headers={"Authorization": f"Bearer {MASTER_KEY}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        secret = orjson.loads(answer.read())["key"]
+    return Target(MODELROUTER_GOVERNED, modelrouter.port, MODEL, secret, modelrouter.pids)

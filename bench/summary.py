@@ -6,12 +6,13 @@ from dataclasses import dataclass
 
 from bench.results import BenchResults, LoadRound, StreamRound
 from bench.stats import Spread
-from bench.targets import DIRECT, LITELLM, MODELROUTER
+from bench.targets import DIRECT, LITELLM, MODELROUTER, MODELROUTER_GOVERNED
 
 # The goals of issue 3.
 ADDED_P50_MS = 1.5
 ADDED_P99_MS = 4.0
 THROUGHPUT_VS_LITELLM = 5.0
+GOVERNED_P50_MS = 0.2
 ADDED_TTFT_MS = 2.0
 ADDED_STREAM_MS = 3.0
 RSS_GROWTH_PCT = 10.0
@@ -81,6 +82,7 @@ def goals(results: BenchResults) -> list[Goal]:
             out.append(Goal(name, f"{ratio:.1f}x", ratio >= THROUGHPUT_VS_LITELLM))
         else:
             out.append(Goal(f"c={concurrency}: throughput ≥ 5x LiteLLM", "LiteLLM not run", None))
+    out += _governed_goals(results)
     ttft = stream_added(results, MODELROUTER, "ttft_p50_ms")
     whole = stream_added(results, MODELROUTER, "total_p50_ms")
     out.append(_limit(f"streaming TTFT ≤ direct + {ADDED_TTFT_MS} ms", ttft, ADDED_TTFT_MS, "ms"))
@@ -90,6 +92,23 @@ def goals(results: BenchResults) -> list[Goal]:
         leak = results.leak
         name = f"RSS growth {leak.first_requests:,} → {leak.total_requests:,} requests ≤ {RSS_GROWTH_PCT:g}%"
         out.append(Goal(name, f"worst {worst:+.1f}%", worst <= RSS_GROWTH_PCT))
+    return out
+
+
+def _governed_goals(results: BenchResults) -> list[Goal]:
+    """Issue 15's targets: a governed key's c=1 added p50 within GOVERNED_P50_MS of an ungoverned
+    one's (same run), and its c=16 throughput still >= 5x LiteLLM's."""
+    if MODELROUTER_GOVERNED not in results.latency:
+        return []
+    governed, plain = added(results, MODELROUTER_GOVERNED, "p50_ms"), added(results, MODELROUTER, "p50_ms")
+    extra = governed - plain if governed is not None and plain is not None else None
+    out = [_limit(f"governed key: c=1 p50 ≤ ungoverned + {GOVERNED_P50_MS} ms", extra, GOVERNED_P50_MS, "ms")]
+    by_target = results.throughput.get(16, {})
+    gov, ll = by_target.get(MODELROUTER_GOVERNED), by_target.get(LITELLM)
+    if gov is not None and ll is not None:
+        ratio = load_spread(gov, "rps").median / max(load_spread(ll, "rps").median, 1e-9)
+        name = f"governed key: c=16 throughput ≥ {THROUGHPUT_VS_LITELLM:g}x LiteLLM"
+        out.append(Goal(name, f"{ratio:.1f}x", ratio >= THROUGHPUT_VS_LITELLM))
     return out
 
 

@@ -14,6 +14,9 @@ PROMPT = [{"role": "user", "content": "Say something for the benchmark."}]
 
 DIRECT = "direct"
 MODELROUTER = "modelrouter"
+# The same stack and requests on a key of the admin API with rpm, tpm, max_parallel, a budget and an
+# allow-list (none of them reached): what governing a key costs.
+MODELROUTER_GOVERNED = "modelrouter-governed"
 LITELLM = "litellm"
 
 

@@ -63,7 +63,7 @@ def test_report_has_every_section_and_chart(quick_run: tuple[Path, dict[str, Any
 
 def test_modelrouter_answered_every_request(quick_run: tuple[Path, dict[str, Any]]) -> None:
     _, data = quick_run
-    assert data["targets"] == ["direct", "modelrouter"]
+    assert data["targets"] == ["direct", "modelrouter", "modelrouter-governed"]
     for target in data["targets"]:
         for latency in data["latency"][target]:
             assert latency["requests"] > 0 and latency["errors"] == 0

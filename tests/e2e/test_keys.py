@@ -166,6 +166,27 @@ async def test_a_budget_ends_in_insufficient_quota_that_the_sdk_does_not_retry(s
     assert sum(float(r["cost_usd"]) for r in rows) <= 0.1
 
 
+async def test_changing_a_budget_keeps_what_was_spent_and_usage_rows_carry_the_team(
+    stack: OwnStack, admin: Admin
+) -> None:
+    team = admin.http.post("/admin/teams", json={"name": "search"})
+    assert team.status_code == 201, team.text
+    created = admin.create_key(team_id=team.json()["id"], daily_budget_usd=0.05)
+    spent = 0
+    while (answer := chat(stack, created["key"], max_tokens=10)).status_code == 200:
+        spent += 1
+        assert spent < 100
+    assert answer.json()["error"]["code"] == "insufficient_quota" and spent > 0
+    row = await one_usage_row(stack.database_url, answer.headers["x-request-id"])
+    assert row["team_id"] == team.json()["id"] and row["http_status"] == 429
+    # A bigger budget admits again; the spend of today is still counted against it.
+    assert admin.http.patch(f"/admin/keys/{created['id']}", json={"daily_budget_usd": 0.1}).status_code == 200
+    assert chat(stack, created["key"], max_tokens=10).status_code == 200
+    assert admin.http.patch(f"/admin/keys/{created['id']}", json={"daily_budget_usd": 0.05}).status_code == 200
+    again = chat(stack, created["key"], max_tokens=10)
+    assert again.status_code == 429 and again.json()["error"]["code"] == "insufficient_quota"
+
+
 async def test_auth_endpoints(stack: OwnStack, admin: Admin) -> None:
     created = admin.create_key()
     chat(stack, created["key"])

@@ -120,3 +120,19 @@ async def test_the_periodic_sync_heals_without_being_asked(
     finally:
         await runtime.stop(5)
         await js.delete_key_value(settings.keys_bucket)
+
+
+async def test_a_round_that_read_postgres_before_a_deletion_does_not_bring_the_entry_back(admin: AdminClient) -> None:
+    team = await admin.ok("POST", "/admin/teams", {"name": "doomed"}, status=201)
+    entry = f"team.{team['id']}"
+    value = (await admin.kv.get(entry)).value
+    # As a round whose bucket snapshot predates the team's creation, and whose Postgres read predates
+    # its deletion, would see it: absent from the bucket, present in Postgres.
+    await admin.ok("DELETE", f"/admin/teams/{team['id']}")
+    bucket = admin.sync()._bucket
+    assert not await bucket.replace(entry, value, None, 0)
+    assert entry not in await admin.kv.keys()
+    # A round that saw the deletion may write it again (Postgres would have to have it back).
+    tombstones: dict[str, int] = {}
+    await bucket.snapshot(tombstones)
+    assert tombstones[entry] > 0

@@ -38,7 +38,7 @@ class _Router:
         self.target = target
 
     async def route(
-        self, model: str, key_id: str, estimated_tokens: int, exclude: list[str]
+        self, model: str, key_id: str, estimated_tokens: int, exclude: list[str], admission: object = None
     ) -> router_pb2.RouteResponse:
         return router_pb2.RouteResponse(target=self.target)
 

@@ -163,7 +163,9 @@ class _CountingRouter(_Router):
         self.excluded: list[list[str]] = []
         self.reports: list[tuple[str, bool]] = []
 
-    async def route(self, model: str, key_id: str, estimated_tokens: int, exclude: list[str]) -> Any:
+    async def route(
+        self, model: str, key_id: str, estimated_tokens: int, exclude: list[str], admission: object = None
+    ) -> Any:
         self.excluded.append(list(exclude))
         return await super().route(model, key_id, estimated_tokens, exclude)
 

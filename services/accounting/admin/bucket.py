@@ -85,13 +85,13 @@ class KeyBucket:
     async def remove(self, entry: str) -> None:
         await self.kv.delete(entry)
 
-    async def replace(self, entry: str, value: bytes, seen: Seen | None) -> bool:
-        """Write ``value`` only if the entry is still as the sync saw it; False if it moved on."""
+    async def replace(self, entry: str, value: bytes, seen: Seen | None, deleted_at: int = 0) -> bool:
+        """Write ``value`` only if the entry is still as the sync saw it; False if it moved on.
+        ``seen`` None: the entry was absent, never written (``deleted_at`` 0) or deleted at revision
+        ``deleted_at``. Not ``kv.create``, which also writes over a delete made after the snapshot:
+        a round that read Postgres before a team's deletion would bring the team back."""
         try:
-            if seen is None:
-                await self.kv.create(entry, value)
-            else:
-                await self.kv.update(entry, value, last=seen.revision)
+            await self.kv.update(entry, value, last=seen.revision if seen is not None else deleted_at)
         except KeyWrongLastSequenceError:
             return False
         return True
@@ -104,8 +104,9 @@ class KeyBucket:
             if exc.err_code not in _WRONG_LAST_SEQUENCE:
                 raise
 
-    async def snapshot(self) -> dict[str, Seen]:
-        """Every live entry with its revision, read through one watcher (not one get per entry)."""
+    async def snapshot(self, deleted: dict[str, int] | None = None) -> dict[str, Seen]:
+        """Every live entry with its revision, read through one watcher (not one get per entry);
+        the revisions of deleted entries' markers go into ``deleted``."""
         watcher = await self.kv.watchall()
         found: dict[str, Seen] = {}
         try:
@@ -113,8 +114,12 @@ class KeyBucket:
                 while (entry := await watcher.updates(timeout=_SNAPSHOT_TIMEOUT_S)) is not None:
                     if entry.operation in (KV_DEL, KV_PURGE) or entry.value is None:
                         found.pop(entry.key, None)
+                        if deleted is not None:
+                            deleted[entry.key] = entry.revision or 0
                     else:
                         found[entry.key] = Seen(entry.revision or 0, entry.value)
+                        if deleted is not None:
+                            deleted.pop(entry.key, None)
         finally:
             await watcher.stop()
         return found

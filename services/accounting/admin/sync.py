@@ -70,14 +70,15 @@ class BucketSync:
             return await conn.scalar(query) is not None
 
     async def sync_once(self) -> SyncReport:
-        seen = await self._bucket.snapshot()
+        tombstones: dict[str, int] = {}
+        seen = await self._bucket.snapshot(tombstones)
         wanted = await self._desired()
         put = deleted = 0
         for entry, value in wanted.items():
             have = seen.get(entry)
             if have is not None and have.value == value:
                 continue
-            if await self._bucket.replace(entry, value, have):
+            if await self._bucket.replace(entry, value, have, tombstones.get(entry, 0)):
                 put += 1
         for entry in seen.keys() - wanted.keys():
             if not await self._still_published(entry):
