@@ -151,6 +151,9 @@ def running_stack(
             "USAGE_SUBJECT": f"mr.v1.usage.e2e{suffix}",
             # Jobs only this session's workers take: another stack's workers lack our upstream key.
             "JOBS_SUBJECT": f"mr.v1.jobs.e2e{suffix}",
+            "KEYS_BUCKET": f"MR_KEYS_E2E_{suffix}",
+            "ADMIN_SUBJECT": f"mr.v1.admin.e2e{suffix}",
+            "LEDGER_SUBJECT": f"mr.v1.ledger.e2e{suffix}",
             "E2E_OPENAI_UPSTREAM_KEY": UPSTREAM_KEY,
             "API_KEYS": "",
             "STALL_TIMEOUT_S": "3",
@@ -168,4 +171,5 @@ def running_stack(
         codes = stack.stop()
         otlp.stop()
         asyncio.run(_delete_stream(nats_url, f"MR_USAGE_E2E_{suffix}"))
+        asyncio.run(_delete_stream(nats_url, f"KV_MR_KEYS_E2E_{suffix}"))
     assert all(code == 0 for code in codes.values()), f"services did not exit cleanly: {codes}"

@@ -59,6 +59,10 @@ def own_stack(
             "USAGE_STREAM": stream,
             "USAGE_SUBJECT": f"mr.v1.usage.e2e{suffix}",
             "JOBS_SUBJECT": f"mr.v1.jobs.e2e{suffix}",
+            # Keys, the admin API and the ledger's spend queries of this stack's own.
+            "KEYS_BUCKET": f"MR_KEYS_E2E_{suffix}",
+            "ADMIN_SUBJECT": f"mr.v1.admin.e2e{suffix}",
+            "LEDGER_SUBJECT": f"mr.v1.ledger.e2e{suffix}",
             "API_KEYS": "",
             "OTEL_EXPORTER_OTLP_ENDPOINT": "",  # no collector here: spans stay in the processes
             "DRAIN_TIMEOUT_S": "10",
@@ -71,6 +75,7 @@ def own_stack(
     finally:
         codes = stack.stop()
         asyncio.run(delete_stream(nats_url, stream))
+        asyncio.run(delete_stream(nats_url, f"KV_MR_KEYS_E2E_{suffix}"))  # the keys bucket's stream
     assert all(code == 0 for code in codes.values()), f"services did not exit cleanly: {codes}"
 
 

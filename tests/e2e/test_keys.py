@@ -58,9 +58,6 @@ def stack(
         env={
             "MODELROUTER_MASTER_KEY": MASTER,
             "API_KEYS": OPS,
-            "KEYS_BUCKET": f"MR_KEYS_E2E_{u}",
-            "ADMIN_SUBJECT": f"mr.v1.admin.e2e{u}",
-            "LEDGER_SUBJECT": f"mr.v1.ledger.e2e{u}",
             "LOG_LEVEL": "DEBUG",
         },
     ) as running:

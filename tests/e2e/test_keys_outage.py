@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -71,7 +70,6 @@ def stack(
     redis_url: str, nats_url: str, database_url: str, proxy: ThreadedProxy, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OwnStack]:
     through_proxy = make_url(database_url).set(host="127.0.0.1", port=proxy.proxy.port).render_as_string(False)
-    u = uuid.uuid4().hex[:8]
     with own_stack(
         CONFIG,
         redis_url=redis_url,
@@ -80,9 +78,6 @@ def stack(
         workdir=Path(tmp_path_factory.mktemp("outage")),
         env={
             "MODELROUTER_MASTER_KEY": MASTER,
-            "KEYS_BUCKET": f"MR_KEYS_E2E_{u}",
-            "ADMIN_SUBJECT": f"mr.v1.admin.e2e{u}",
-            "LEDGER_SUBJECT": f"mr.v1.ledger.e2e{u}",
         },
     ) as running:
         yield running

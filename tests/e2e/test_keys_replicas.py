@@ -79,9 +79,6 @@ def replicas(
         workdir=Path(tmp_path_factory.mktemp("replicas")),
         env={
             "MODELROUTER_MASTER_KEY": MASTER,
-            "KEYS_BUCKET": f"MR_KEYS_E2E_{u}",
-            "ADMIN_SUBJECT": f"mr.v1.admin.e2e{u}",
-            "LEDGER_SUBJECT": f"mr.v1.ledger.e2e{u}",
         },
     ) as running:
         stack = running.stack

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -24,16 +24,16 @@ from nats.errors import ConnectionClosedError
 
 from common import subjects
 from common.errors import ModelRouterError, WorkerLostError
-from common.messaging import connect_nats
 from common.token_estimate import estimate_tokens
 from gateway.dispatch import Call, Dispatcher
 from gateway.job_bodies import JobBodies
 from gateway.replies import ReplyHub
 from modelrouter.events.v1 import events_pb2
 from modelrouter.router.v1 import router_pb2
-from tests.integration.test_gateway_cancel import _Router, _Usage
+from tests.integration.test_gateway_cancel import _Router, _Usage, gateway_nc, hub
 
 pytestmark = pytest.mark.integration
+__all__ = ["gateway_nc", "hub"]  # the fixtures, shared with test_gateway_cancel
 
 HEARTBEAT_S = 0.2  # a quick drill: silence of 3 beats (0.6 s) means the worker is gone
 PROMPT = "Where is the worker?"
@@ -110,21 +110,6 @@ class FakeWorkers:
         task = asyncio.ensure_future(self.script[min(job.attempt, len(self.script) - 1)](self.nc, job))
         self._running.add(task)
         task.add_done_callback(self._running.discard)
-
-
-@pytest.fixture
-async def gateway_nc(nats_url: str) -> AsyncIterator[NATS]:
-    nc = await connect_nats(nats_url, "test-gateway-worker-loss")
-    yield nc
-    await nc.drain()
-
-
-@pytest.fixture
-async def hub(gateway_nc: NATS) -> AsyncIterator[ReplyHub]:
-    replies = ReplyHub(gateway_nc, f"gw{uuid.uuid4().hex[:8]}")
-    await replies.start()
-    yield replies
-    await replies.stop()
 
 
 def dispatcher_for(
