@@ -71,6 +71,8 @@ class AdminClient:
 async def admin(migrated_url: str, nats_url: str, nc: NATS, unique: str) -> AsyncIterator[AdminClient]:
     settings = settings_for(migrated_url, nats_url, unique)
     runtime = await start_keys(settings, nc)
+    # The service's first sync round runs at start; the tests' own rounds must not race it.
+    await asyncio.wait_for(runtime.synced.wait(), 30)
     js = nc.jetstream()
     engine = create_admin_engine(migrated_url, timeout_s=3)
     try:

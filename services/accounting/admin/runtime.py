@@ -32,6 +32,7 @@ class KeysRuntime:
     sync_task: asyncio.Task[None]
     stop_sync: asyncio.Event
     close_engine: contextlib.AsyncExitStack
+    synced: asyncio.Event  # set once a full sync round has finished
 
     async def stop(self, drain_timeout_s: float) -> None:
         for responder in self.responders:
@@ -54,15 +55,17 @@ async def start_keys(settings: AccountingSettings, nc: NATS) -> KeysRuntime:
     engine = create_admin_engine(settings.database_url, timeout_s=settings.admin_db_timeout_s)
     closing = contextlib.AsyncExitStack()
     closing.push_async_callback(engine.dispose)
-    stop_sync = asyncio.Event()
-    sync_task = asyncio.create_task(BucketSync(engine, bucket).run(stop_sync, settings.keys_sync_interval_s))
+    stop_sync, synced = asyncio.Event(), asyncio.Event()
+    sync_task = asyncio.create_task(
+        BucketSync(engine, bucket).run(stop_sync, settings.keys_sync_interval_s, synced=synced)
+    )
     admin = AdminService(AdminContext(engine, bucket, settings.admin_db_timeout_s))
     ledger = SpendLedger(engine, min(SPEND_QUERY_TIMEOUT_S, settings.admin_db_timeout_s))
     responders = [
         Responder(nc, settings.admin_subject, subjects.ADMIN_QUEUE, admin.answer),
         Responder(nc, settings.ledger_subject, subjects.LEDGER_QUEUE, ledger.answer),
     ]
-    runtime = KeysRuntime(responders, sync_task, stop_sync, closing)
+    runtime = KeysRuntime(responders, sync_task, stop_sync, closing, synced)
     try:
         for responder in responders:
             await responder.start()

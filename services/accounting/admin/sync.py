@@ -88,12 +88,15 @@ class BucketSync:
             log.info("keys bucket synced from Postgres: %d entries written, %d deleted", put, deleted)
         return SyncReport(put, deleted)
 
-    async def run(self, stop: asyncio.Event, interval_s: float) -> None:
-        """Sync now, then every ``interval_s`` until ``stop``; a failed round is retried next time."""
+    async def run(self, stop: asyncio.Event, interval_s: float, synced: asyncio.Event | None = None) -> None:
+        """Sync now, then every ``interval_s`` until ``stop``; a failed round is retried next time.
+        ``synced`` is set once a round has finished."""
         failing = False
         while not stop.is_set():
             try:
                 await self.sync_once()
+                if synced is not None:
+                    synced.set()
                 if failing:
                     log.info("keys bucket sync works again")
                 failing = False
