@@ -5,15 +5,20 @@ missed update heals at the next snapshot."""
 from __future__ import annotations
 
 import asyncio
+import shutil
+import socket
+import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
+import nats
 import pytest
 from nats.aio.client import Client as NATS
 
 from common.errors import AuthenticationError
-from common.messaging import ensure_keys_bucket
+from common.messaging import connect_nats, ensure_keys_bucket
 from common.settings import GatewaySettings
 from gateway.keyring import Keyring, digest
 from gateway.keyring_watch import KeyringWatch
@@ -114,3 +119,65 @@ async def test_a_gateway_started_before_the_bucket_exists_still_serves_its_own_k
     finally:
         await watch.stop()
         await nc.jetstream().delete_key_value(name)
+
+
+async def test_the_watch_heals_after_nats_restarts(tmp_path: Path) -> None:
+    """A private nats-server (the machine's own is never stopped) restarted under the gateway's
+    connection: a change made while the gateway was cut off arrives once it has reconnected."""
+    port = _free_port()
+    store = tmp_path / "js"
+
+    def start() -> subprocess.Popen[bytes]:
+        server = subprocess.Popen(
+            [
+                shutil.which("nats-server") or "/usr/sbin/nats-server",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-js",
+                "-sd",
+                str(store),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while not _listening(port):
+            assert time.monotonic() < deadline, "the private nats-server did not start"
+            time.sleep(0.05)
+        return server
+
+    server = start()
+    url = f"nats://127.0.0.1:{port}"
+    gateway_nc = await connect_nats(url, "test-watch-reconnect")
+    keys = Keyring(GatewaySettings(), [], environ={})
+    watch = KeyringWatch(gateway_nc, keys, "MR_KEYS", resync_s=300)
+    try:
+        await watch.start()
+        server.terminate()
+        server.wait(10)
+        server = start()
+        writer = await nats.connect(url)
+        try:
+            kv = await ensure_keys_bucket(writer, "MR_KEYS")
+            await kv.put("key.key_w", key_record().SerializeToString())
+        finally:
+            await writer.close()
+        await within(10.0, knows(keys, key_id="key_w"))
+    finally:
+        await watch.stop()
+        await gateway_nc.close()
+        server.terminate()
+        server.wait(10)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
