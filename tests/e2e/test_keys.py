@@ -8,6 +8,7 @@ revoked it is refused saying so. Seed 001's /auth endpoints, the CLI, and no sec
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import subprocess
@@ -23,6 +24,7 @@ import httpx
 import openai
 import pytest
 
+from gateway.prompt_estimate import IMAGE_TOKENS
 from scripts.stack import ROOT
 from tests.e2e.helpers import OwnStack, one_usage_row, own_stack
 
@@ -131,6 +133,21 @@ def test_a_key_over_its_rpm_is_refused_with_the_limit_the_use_and_the_wait(stack
     assert "limit 2, used 2, requested 1" in error["message"] and "try again in" in error["message"]
     assert int(refused.headers["retry-after"]) >= 1
     assert refused.headers["x-ratelimit-remaining-requests"] == "0"
+
+
+def test_an_inline_image_counts_against_tpm_as_an_image_not_as_its_base64(stack: OwnStack, admin: Admin) -> None:
+    created = admin.create_key(tpm=100_000)
+    image = "data:image/png;base64," + base64.b64encode(os.urandom(2_000_000)).decode()  # "667k tokens" of bytes
+    content = [{"type": "text", "text": "What is in this picture?"}, {"type": "image_url", "image_url": {"url": image}}]
+    answer = httpx.post(
+        f"{stack.base_url}/v1/chat/completions",
+        json={"model": "priced", "max_tokens": 10, "messages": [{"role": "user", "content": content}]},
+        headers={"Authorization": f"Bearer {created['key']}"},
+        timeout=60,
+    )
+    assert answer.status_code == 200, answer.text
+    reserved = 100_000 - int(answer.headers["x-ratelimit-remaining-tokens"])
+    assert IMAGE_TOKENS < reserved < IMAGE_TOKENS + 200  # one image, a few words, max_tokens 10
 
 
 def test_the_allow_list_refuses_other_models_naming_them(stack: OwnStack, admin: Admin) -> None:

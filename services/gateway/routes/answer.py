@@ -16,12 +16,10 @@ from gateway.admission import admission_for
 from gateway.deps import Gateway, read_body
 from gateway.dispatch import Call, Dispatcher
 from gateway.keyring import Principal
+from gateway.prompt_estimate import estimate_prompt_tokens
 from gateway.responses import EventStreamResponse, HangUpWatch, RawJSONResponse
 from gateway.schemas import parse_body
 from modelrouter.events.v1 import events_pb2
-
-# Rough prompt-size estimate for token-per-minute limits: ~4 bytes of JSON per token.
-BYTES_PER_TOKEN = 4
 
 
 def nobody_listening() -> Response:
@@ -76,7 +74,7 @@ def build_call(
         body=body,
         stream=stream,
         include_usage=bool(getattr(parsed, "include_usage", False)),
-        estimated_tokens=len(body) // BYTES_PER_TOKEN,
+        estimated_tokens=estimate_prompt_tokens(parsed, body),
         team_id=principal.team_id,
         admission=admission_for(principal, request_id, max_output_tokens(parsed, reserve_output_tokens)),
     )

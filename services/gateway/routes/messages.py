@@ -19,9 +19,9 @@ from gateway.anthropic.schemas import parse_request
 from gateway.anthropic.stream import AnthropicStreamEncoder
 from gateway.deps import gateway_of, read_body
 from gateway.dispatch import Call
+from gateway.prompt_estimate import BYTES_PER_TOKEN
 from gateway.responses import EventStreamResponse, RawJSONResponse
 from gateway.routes.answer import (
-    BYTES_PER_TOKEN,
     check_model_allowed,
     headers_of,
     new_request_id,
