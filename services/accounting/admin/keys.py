@@ -13,12 +13,12 @@ import secrets
 import time
 from typing import Any
 
-from sqlalchemy import insert, update
+from sqlalchemy import insert
 
 from accounting.admin import records
 from accounting.admin.context import AdminContext, Answer
 from accounting.admin.records import Row
-from accounting.admin.rows import KEYS, next_updated_at, one, page_of, require_team
+from accounting.admin.rows import KEYS, next_updated_at, one, page_of, require_team, update_one
 from accounting.admin.schemas import KeyCreate, KeyPage, KeyPatch, Rotate, budget_decimal, parse_body, parse_query
 from common.errors import ConflictError
 
@@ -91,18 +91,7 @@ async def patch_key(ctx: AdminContext, key_id: str, body: Any) -> Answer:
             return Answer(200, records.key_json(row))
         if fields.get("team_id") is not None:
             await require_team(conn, fields["team_id"])
-        row = (
-            (
-                await conn.execute(
-                    update(KEYS)
-                    .where(KEYS.c.id == key_id)
-                    .values(**_columns(fields), updated_at=next_updated_at(KEYS))
-                    .returning(*KEYS.c)
-                )
-            )
-            .mappings()
-            .one()
-        )
+        row = await update_one(conn, KEYS, key_id, **_columns(fields))
     log.info("updated key %s (%s)", key_id, ", ".join(sorted(fields)))
     await _published(ctx, row)
     return Answer(200, records.key_json(row))
@@ -115,18 +104,7 @@ async def revoke_key(ctx: AdminContext, key_id: str) -> Answer:
         row = await one(conn, KEYS, key_id, lock=True)
         if row["revoked_at"] is not None:
             return Answer(200, records.key_json(row))
-        row = (
-            (
-                await conn.execute(
-                    update(KEYS)
-                    .where(KEYS.c.id == key_id)
-                    .values(revoked_at=next_updated_at(KEYS), updated_at=next_updated_at(KEYS))
-                    .returning(*KEYS.c)
-                )
-            )
-            .mappings()
-            .one()
-        )
+        row = await update_one(conn, KEYS, key_id, revoked_at=next_updated_at(KEYS))
     log.info("revoked key %s", key_id)
     await _published(ctx, row)
     return Answer(200, records.key_json(row))
@@ -145,22 +123,8 @@ async def rotate_key(ctx: AdminContext, key_id: str, body: Any) -> Answer:
         previous = [p for p in row["previous_secrets"] if int(p["valid_until_ms"]) > now_ms]
         if grace_s > 0:
             previous.append({"digest": row["digest"], "valid_until_ms": now_ms + grace_s * 1000})
-        row = (
-            (
-                await conn.execute(
-                    update(KEYS)
-                    .where(KEYS.c.id == key_id)
-                    .values(
-                        digest=digest_of(secret),
-                        display=display_of(secret),
-                        previous_secrets=previous,
-                        updated_at=next_updated_at(KEYS),
-                    )
-                    .returning(*KEYS.c)
-                )
-            )
-            .mappings()
-            .one()
+        row = await update_one(
+            conn, KEYS, key_id, digest=digest_of(secret), display=display_of(secret), previous_secrets=previous
         )
     log.info("rotated key %s (old secret valid for %ds more)", key_id, grace_s)
     await _published(ctx, row)

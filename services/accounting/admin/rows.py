@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, func, select, text
+from sqlalchemy import ColumnElement, Table, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from accounting.admin.records import Row
@@ -41,6 +41,17 @@ async def one(conn: AsyncConnection, table: Table, row_id: str, *, lock: bool = 
     if row is None:
         raise not_found(table, row_id)
     return row
+
+
+async def update_one(conn: AsyncConnection, table: Table, row_id: str, **values: Any) -> Row:
+    """Change one row (its ``updated_at`` moved on, see ``next_updated_at``) and return it whole."""
+    query = (
+        update(table)
+        .where(table.c.id == row_id)
+        .values(**values, updated_at=next_updated_at(table))
+        .returning(*table.c)
+    )
+    return (await conn.execute(query)).mappings().one()
 
 
 def not_found(table: Table, row_id: str) -> NotFoundError:

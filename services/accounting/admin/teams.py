@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from accounting.admin import records
 from accounting.admin.context import AdminContext, Answer
 from accounting.admin.records import Row
-from accounting.admin.rows import KEYS, TEAMS, next_updated_at, one, page_of
+from accounting.admin.rows import KEYS, TEAMS, next_updated_at, one, page_of, update_one
 from accounting.admin.schemas import Page, TeamCreate, TeamPatch, budget_decimal, parse_body, parse_query
 from common.errors import ConflictError
 
@@ -76,18 +76,7 @@ async def patch_team(ctx: AdminContext, team_id: str, body: Any) -> Answer:
     async with ctx.transaction() as conn:
         row = await one(conn, TEAMS, team_id, lock=True)
         if fields:
-            row = (
-                (
-                    await conn.execute(
-                        update(TEAMS)
-                        .where(TEAMS.c.id == team_id)
-                        .values(**_columns(fields), updated_at=next_updated_at(TEAMS))
-                        .returning(*TEAMS.c)
-                    )
-                )
-                .mappings()
-                .one()
-            )
+            row = await update_one(conn, TEAMS, team_id, **_columns(fields))
         members = await _members(conn, team_id)
     if fields:
         log.info("updated team %s (%s)", team_id, ", ".join(sorted(fields)))
