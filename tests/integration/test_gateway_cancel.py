@@ -26,7 +26,6 @@ from workers.usage import estimate_tokens
 
 pytestmark = pytest.mark.integration
 
-MESSAGES = [{"role": "user", "content": story.QUESTION}]
 # Shorter than the worker's accept delay (0.1 s): the client is gone before the worker named itself.
 CLIENT_PATIENCE_S = 0.02
 # Not what these tests check: long, so a slow CI machine is not mistaken for a missing worker.
@@ -95,8 +94,8 @@ async def hub(gateway_nc: NATS) -> AsyncIterator[ReplyHub]:
     await replies.stop()
 
 
-def call(*, stream: bool) -> Call:
-    body = {"model": "m", "messages": MESSAGES, "stream": stream}
+def call(*, stream: bool, prompt: str = story.QUESTION) -> Call:
+    body = {"model": "m", "messages": [{"role": "user", "content": prompt}], "stream": stream}
     return Call(
         request_id=uuid.uuid4().hex,
         key_id="k",

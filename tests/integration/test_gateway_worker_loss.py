@@ -31,6 +31,7 @@ from gateway.replies import ReplyHub
 from modelrouter.events.v1 import events_pb2
 from modelrouter.router.v1 import router_pb2
 from tests.integration.test_gateway_cancel import _Router, _Usage, gateway_nc, hub
+from tests.integration.test_gateway_cancel import call as cancel_call
 
 pytestmark = pytest.mark.integration
 __all__ = ["gateway_nc", "hub"]  # the fixtures, shared with test_gateway_cancel
@@ -130,16 +131,7 @@ def dispatcher_for(
 
 
 def call(*, stream: bool, prompt: str = PROMPT) -> Call:
-    body = {"model": "m", "messages": [{"role": "user", "content": prompt}], "stream": stream}
-    return Call(
-        request_id=uuid.uuid4().hex,
-        key_id="k",
-        endpoint="/v1/chat/completions",
-        operation=events_pb2.OPERATION_CHAT_COMPLETIONS,
-        model="m",
-        body=orjson.dumps(body),
-        stream=stream,
-    )
+    return cancel_call(stream=stream, prompt=prompt)
 
 
 class _CountingRouter(_Router):

@@ -21,32 +21,12 @@ from router.limits.refusals import KeyBudgetExceededError, KeyRateLimitError, us
 from router.selection import Candidate
 from router.state import Pick, RouterState
 from tests.integration.limits_helpers import FakeLedger, fake_ledger, governed, settlement
-from tests.integration.test_router_state import HEALTH, MINUTE_MS, candidates, redis_now_ms
+from tests.integration.test_router_state import MINUTE_MS, candidates, prefix, redis, redis_now_ms, state
 
 pytestmark = pytest.mark.integration
+__all__ = ["prefix", "redis", "state"]  # the Redis fixtures, shared with test_router_state
 
 NANO = 1_000_000_000
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-async def prefix(redis: Redis, unique: str) -> AsyncIterator[str]:
-    key_prefix = f"mr:test:{unique}:"
-    yield key_prefix
-    keys = [key async for key in redis.scan_iter(match=f"{key_prefix}*")]
-    if keys:
-        await redis.delete(*keys)
-
-
-@pytest.fixture
-def state(redis: Redis, prefix: str) -> RouterState:
-    return RouterState(redis, HEALTH, key_prefix=prefix)
 
 
 @pytest.fixture
