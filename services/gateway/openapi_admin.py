@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.openapi import Operation
+from gateway.openapi_operations import Operation
 
 _FORBID = ConfigDict(extra="forbid")
 
@@ -161,10 +161,42 @@ _KEY = _id("key_id", "The key's id (never its secret).")
 _TEAM = _id("team_id", "The team's id.")
 
 
+def _admin(
+    method: str,
+    path: str,
+    operation_id: str,
+    summary: str,
+    tag: str,
+    answer: type[BaseModel],
+    *,
+    body: type[BaseModel] | None = None,
+    ok_status: int = 200,
+    query: tuple[dict[str, Any], ...] = (),
+) -> Operation:
+    """An admin operation: master key only; a body can be refused (400) or name a missing team (404),
+    an id in the path a missing record (404)."""
+    ids = tuple(param for name, param in (("{key_id}", _KEY), ("{team_id}", _TEAM)) if name in path)
+    errors = _WRITE_ERRORS if body is not None else (401, 403, 404, 503) if ids else (401, 403, 503)
+    return Operation(
+        method,
+        path,
+        operation_id,
+        summary,
+        tag,
+        answer,
+        body=body,
+        errors=errors,
+        ok_status=ok_status,
+        description=_MASTER,
+        parameters=(*query, *ids),
+    )
+
+
 def operations() -> list[Operation]:
     key, team = "Admin: keys", "Admin: teams"
+    team_filter = {"name": "team_id", "in": "query", "schema": {"type": "string"}}
     return [
-        Operation(
+        _admin(
             "post",
             "/admin/keys",
             "createKey",
@@ -172,33 +204,11 @@ def operations() -> list[Operation]:
             key,
             ApiKeyWithSecret,
             body=KeyCreate,
-            errors=_WRITE_ERRORS,
             ok_status=201,
-            description=_MASTER,
         ),
-        Operation(
-            "get",
-            "/admin/keys",
-            "listKeys",
-            "List keys",
-            key,
-            ApiKeyList,
-            errors=(401, 403, 503),
-            description=_MASTER,
-            parameters=(*_PAGING, {"name": "team_id", "in": "query", "schema": {"type": "string"}}),
-        ),
-        Operation(
-            "get",
-            "/admin/keys/{key_id}",
-            "getKey",
-            "Get a key",
-            key,
-            ApiKey,
-            errors=(401, 403, 404, 503),
-            description=_MASTER,
-            parameters=(_KEY,),
-        ),
-        Operation(
+        _admin("get", "/admin/keys", "listKeys", "List keys", key, ApiKeyList, query=(*_PAGING, team_filter)),
+        _admin("get", "/admin/keys/{key_id}", "getKey", "Get a key", key, ApiKey),
+        _admin(
             "patch",
             "/admin/keys/{key_id}",
             "updateKey",
@@ -206,22 +216,16 @@ def operations() -> list[Operation]:
             key,
             ApiKey,
             body=KeyUpdate,
-            errors=_WRITE_ERRORS,
-            description=_MASTER,
-            parameters=(_KEY,),
         ),
-        Operation(
+        _admin(
             "delete",
             "/admin/keys/{key_id}",
             "revokeKey",
             "Revoke a key (every gateway refuses it within 1 s)",
             key,
             ApiKey,
-            errors=(401, 403, 404, 503),
-            description=_MASTER,
-            parameters=(_KEY,),
         ),
-        Operation(
+        _admin(
             "post",
             "/admin/keys/{key_id}/rotate",
             "rotateKey",
@@ -229,45 +233,11 @@ def operations() -> list[Operation]:
             key,
             ApiKeyWithSecret,
             body=KeyRotate,
-            errors=_WRITE_ERRORS,
-            description=_MASTER,
-            parameters=(_KEY,),
         ),
-        Operation(
-            "post",
-            "/admin/teams",
-            "createTeam",
-            "Create a team",
-            team,
-            Team,
-            body=TeamCreate,
-            errors=_WRITE_ERRORS,
-            ok_status=201,
-            description=_MASTER,
-        ),
-        Operation(
-            "get",
-            "/admin/teams",
-            "listTeams",
-            "List teams",
-            team,
-            TeamList,
-            errors=(401, 403, 503),
-            description=_MASTER,
-            parameters=_PAGING,
-        ),
-        Operation(
-            "get",
-            "/admin/teams/{team_id}",
-            "getTeam",
-            "Get a team and its keys",
-            team,
-            Team,
-            errors=(401, 403, 404, 503),
-            description=_MASTER,
-            parameters=(_TEAM,),
-        ),
-        Operation(
+        _admin("post", "/admin/teams", "createTeam", "Create a team", team, Team, body=TeamCreate, ok_status=201),
+        _admin("get", "/admin/teams", "listTeams", "List teams", team, TeamList, query=_PAGING),
+        _admin("get", "/admin/teams/{team_id}", "getTeam", "Get a team and its keys", team, Team),
+        _admin(
             "patch",
             "/admin/teams/{team_id}",
             "updateTeam",
@@ -275,21 +245,8 @@ def operations() -> list[Operation]:
             team,
             Team,
             body=TeamUpdate,
-            errors=_WRITE_ERRORS,
-            description=_MASTER,
-            parameters=(_TEAM,),
         ),
-        Operation(
-            "delete",
-            "/admin/teams/{team_id}",
-            "deleteTeam",
-            "Delete a team",
-            team,
-            Team,
-            errors=(401, 403, 404, 503),
-            description=_MASTER,
-            parameters=(_TEAM,),
-        ),
+        _admin("delete", "/admin/teams/{team_id}", "deleteTeam", "Delete a team", team, Team),
         Operation(
             "get",
             "/auth/status",
