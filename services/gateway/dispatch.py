@@ -229,8 +229,7 @@ class Dispatcher:
                 if last_error is not None:  # the first failure says more than "nothing left"
                     raise last_error from None
                 raise
-            ledger.admitted = ledger.admitted or call.admission is not None
-            call.limit_headers = ratelimit_headers.of_response(route)
+            call.limit_headers = ratelimit_headers.of(route)
             target = route.target
             ledger.target, ledger.attempts = target, n + 1
             attempt = ledger.attempt = await self._send_job(call, target, n)
@@ -344,7 +343,9 @@ class Dispatcher:
     def _account(self, call: Call, ledger: Ledger, now: float) -> None:
         self._bodies.release(call.request_id)
         event = ledger.event(call, now)
-        if ledger.admitted:  # give back what the request reserved and did not use
+        # A governed request some Route admitted (it has a target) holds a reservation: give back
+        # what it did not use.
+        if call.admission is not None and ledger.target is not None:
             self._router.settle(settlement_of(event))
         self._usage.publish(event, ledger.worker_span or None)
 

@@ -25,7 +25,6 @@ class Ledger:
     first_byte_at: float | None = None
     error: ModelRouterError | None = None
     cancelled: bool = False
-    admitted: bool = False  # the router holds a reservation for this request, to settle
     # What was relayed to the client, billed when the worker vanished before its Result said more.
     relayed_chars: int = 0
     prompt_tokens: int = 0

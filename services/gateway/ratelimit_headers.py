@@ -30,15 +30,9 @@ def limit_headers(requests: router_pb2.LimitState | None, tokens: router_pb2.Lim
     return headers
 
 
-def of_response(response: router_pb2.RouteResponse) -> dict[str, str]:
+def of(answer: router_pb2.RouteResponse | router_pb2.RouteError) -> dict[str, str]:
+    """The headers of a Route's answer, or of its refusal (a 429 shows them too)."""
     return limit_headers(
-        response.requests if response.HasField("requests") else None,
-        response.tokens if response.HasField("tokens") else None,
-    )
-
-
-def of_error(error: router_pb2.RouteError) -> dict[str, str]:
-    return limit_headers(
-        error.requests if error.HasField("requests") else None,
-        error.tokens if error.HasField("tokens") else None,
+        answer.requests if answer.HasField("requests") else None,
+        answer.tokens if answer.HasField("tokens") else None,
     )

@@ -67,7 +67,7 @@ def _route_error(error: router_pb2.RouteError, model: str) -> ModelRouterError:
         if known is not None
         else _to_error(code, error.message, error.retry_after_s or None, model)
     )
-    exc.extra_headers = ratelimit_headers.of_error(error)
+    exc.extra_headers = ratelimit_headers.of(error)
     return exc
 
 

@@ -23,7 +23,7 @@ from modelrouter.events.v1 import events_pb2
 from workers.adapters import AdapterPool
 from workers.job_body import fetch_body
 from workers.outcome import WorkerShutdownError, error_message, failed, usage_message
-from workers.usage import UsageMeter, estimate_prompt_tokens
+from workers.usage import UsageMeter
 
 log = logging.getLogger(__name__)
 
@@ -243,7 +243,7 @@ class JobExecutor:
         chunks = adapter.stream(call)
         # Each chunk says what it adds to the bill, the first one the prompt's estimate too: what the
         # gateway charges for what it relayed if this worker dies before its result.
-        prompt_tokens = estimate_prompt_tokens(call.body)
+        prompt_tokens = meter.prompt_estimate
         try:
             async for chunk in chunks:
                 meter.observe(chunk)

@@ -58,13 +58,21 @@ class UsageMeter:
     """Counts one job's usage while it streams: the provider's own numbers once it reports them,
     otherwise an estimate from the request's text and the text generated so far."""
 
-    __slots__ = ("_body", "_completion_chars", "_reported", "chunks")
+    __slots__ = ("_body", "_completion_chars", "_prompt_tokens", "_reported", "chunks")
 
     def __init__(self, body: Mapping[str, Any]) -> None:
         self._body = body
         self._reported: Usage | None = None
         self._completion_chars = 0
+        self._prompt_tokens: int | None = None
         self.chunks = 0
+
+    @property
+    def prompt_estimate(self) -> int:
+        """The request's prompt in estimated tokens, walked once however often it is asked for."""
+        if self._prompt_tokens is None:
+            self._prompt_tokens = estimate_prompt_tokens(self._body)
+        return self._prompt_tokens
 
     def observe(self, chunk: StreamChunk) -> None:
         self.chunks += 1
@@ -80,7 +88,4 @@ class UsageMeter:
         if not prompt_sent and self.chunks == 0:
             return Usage()
         # Estimated: the provider never said (cancelled, died mid-stream, or no usage chunk).
-        return Usage(
-            prompt_tokens=estimate_prompt_tokens(self._body),
-            completion_tokens=estimate_tokens(self._completion_chars),
-        )
+        return Usage(prompt_tokens=self.prompt_estimate, completion_tokens=estimate_tokens(self._completion_chars))
