@@ -321,9 +321,9 @@ class Dispatcher:
         try:
             while (left := deadline - time.perf_counter()) > 0:
                 reply = await attempt.next(left)
-                if not attempt.worker_id and (reply.worker_id or reply.accepted.worker_id):
+                if not attempt.worker_id:
                     # The client left before the worker named itself (its accepted is delayed, or it
-                    # had not picked the job up yet): stop it now.
+                    # had not picked the job up yet): stop it as soon as it does.
                     attempt.named_by(reply)
                     self._cancel_worker(call, attempt)
                 if reply.HasField("result"):
