@@ -44,12 +44,12 @@ class Attempt:
             if not reply.HasField("heartbeat"):
                 return reply
         if not self.dead_after:
-            return await asyncio.wait_for(self.queue.get(), timeout)
+            return await self._get(timeout)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while (left := deadline - loop.time()) > 0:
             try:
-                reply = await asyncio.wait_for(self.queue.get(), min(left, self.dead_after))
+                reply = await self._get(min(left, self.dead_after))
             except TimeoutError:
                 if left > self.dead_after:
                     raise WorkerLostError(
@@ -59,6 +59,13 @@ class Attempt:
             if not reply.HasField("heartbeat"):
                 return reply
         raise TimeoutError
+
+    async def _get(self, timeout: float) -> events_pb2.Reply:
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for returns a reply that lands in the same
+        # loop iteration as a cancel and drops the cancel, so a client that hung up was answered
+        # anyway (and billed as a success). It also spares wait_for's extra task per wait.
+        async with asyncio.timeout(timeout):
+            return await self.queue.get()
 
     def close(self) -> None:
         self._hub.close(self.key)

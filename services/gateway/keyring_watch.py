@@ -13,6 +13,7 @@ from nats.aio.client import Client as NATS
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.kv import KeyValue
 
+from common.kv_contents import current_entries
 from common.messaging import ensure_keys_bucket
 from gateway.keyring import Keyring
 from modelrouter.keys.v1 import keys_pb2
@@ -23,6 +24,8 @@ _KEY, _TEAM = "key.", "team."
 _DELETED = ("DEL", "PURGE")
 # How often the live watch looks up from its updates to check for a reconnect.
 _POLL_S = 1.0
+# How long reading the bucket's whole contents may take before the watch starts over.
+_SNAPSHOT_TIMEOUT_S = 30.0
 
 
 class KeyringWatch:
@@ -81,7 +84,7 @@ class KeyringWatch:
         try:
             keys: list[keys_pb2.KeyRecord] = []
             teams: list[keys_pb2.TeamRecord] = []
-            while (entry := await watcher.updates(timeout=30)) is not None:
+            for entry in await current_entries(kv, watcher, _SNAPSHOT_TIMEOUT_S):
                 if entry.operation not in _DELETED and entry.value:
                     _collect(entry.key, entry.value, keys, teams)
             self._keyring.replace_all(keys, teams)

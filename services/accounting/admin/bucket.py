@@ -9,7 +9,6 @@ conditional on the revision it read: an admin write never replaces a record with
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 
@@ -24,6 +23,7 @@ from nats.js.errors import (
 )
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
+from common.kv_contents import current_entries
 from modelrouter.keys.v1 import keys_pb2
 
 log = logging.getLogger(__name__)
@@ -108,18 +108,18 @@ class KeyBucket:
         """Every live entry with its revision, read through one watcher (not one get per entry);
         the revisions of deleted entries' markers go into ``deleted``."""
         watcher = await self.kv.watchall()
-        found: dict[str, Seen] = {}
         try:
-            async with asyncio.timeout(_SNAPSHOT_TIMEOUT_S):
-                while (entry := await watcher.updates(timeout=_SNAPSHOT_TIMEOUT_S)) is not None:
-                    if entry.operation in (KV_DEL, KV_PURGE) or entry.value is None:
-                        found.pop(entry.key, None)
-                        if deleted is not None:
-                            deleted[entry.key] = entry.revision or 0
-                    else:
-                        found[entry.key] = Seen(entry.revision or 0, entry.value)
-                        if deleted is not None:
-                            deleted.pop(entry.key, None)
+            entries = await current_entries(self.kv, watcher, _SNAPSHOT_TIMEOUT_S)
         finally:
             await watcher.stop()
+        found: dict[str, Seen] = {}
+        for entry in entries:
+            if entry.operation in (KV_DEL, KV_PURGE) or entry.value is None:
+                found.pop(entry.key, None)
+                if deleted is not None:
+                    deleted[entry.key] = entry.revision or 0
+            else:
+                found[entry.key] = Seen(entry.revision or 0, entry.value)
+                if deleted is not None:
+                    deleted.pop(entry.key, None)
         return found
