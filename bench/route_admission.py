@@ -4,7 +4,8 @@ and daily budget), at concurrency 1: the client's p50 per call and Redis's own t
     python -m bench.route_admission [--calls N]   # REDIS_URL (default: the local one); a private
                                                    # redis-server keeps Redis's numbers clean
 
-Each governed call is settled before the next (the reservation's full life); settling is timed apart.
+Each governed call is settled before the next (the reservation's full life): once by a Settle of its
+own, timed apart, and once folded into the next call's admission, as a gateway's next Route carries it.
 """
 
 from __future__ import annotations
@@ -93,6 +94,18 @@ async def main(calls: int) -> None:
             client = statistics.median(t[column] for t in times) * 1e6
             print(f"{name:20s} client p50 {client:7.1f} us")
         print(f"{'(admit + settle)':20s} redis {server:6.1f} us/script on average")
+
+        async def admit_folding_the_last(i: int) -> object:
+            done = [router_pb2.Settlement(request_id=f"f{i - 1}", key_id="k", used_tokens=150)]
+            request = governed(i)
+            request.admission.request_id = f"f{i}"
+            return await limits.admit(request, candidates, done)
+
+        before = await evalsha_us(redis)
+        client = await p50_us(admit_folding_the_last, calls)
+        after = await evalsha_us(redis)
+        server = (after[1] - before[1]) / max(1, after[0] - before[0])
+        print(f"{'route, gov. + folded':20s} client p50 {client:7.1f} us   redis {server:6.1f} us/script")
     finally:
         keys = [k async for k in redis.scan_iter(match=f"mr:bench:{tag}:*")]
         if keys:

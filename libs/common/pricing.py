@@ -8,6 +8,7 @@ binary double's 0.00150000000000000003...; from there every step is decimal arit
 
 from __future__ import annotations
 
+import functools
 import math
 from decimal import ROUND_HALF_EVEN, Context, Decimal
 
@@ -54,5 +55,25 @@ def to_nano_usd(usd: Decimal | float) -> int:
 def max_cost_nano_usd(
     prompt_tokens: int, completion_tokens: int, prompt_per_1k: float, completion_per_1k: float
 ) -> int:
-    """The most a request may cost, in nano-USD, for a reservation against a budget."""
-    return to_nano_usd(cost_usd(prompt_tokens, completion_tokens, prompt_per_1k, completion_per_1k))
+    """The most a request may cost, in nano-USD, for a reservation against a budget: exactly
+    ``to_nano_usd(cost_usd(...))``, in integers, since every budgeted admission computes it (the
+    decimal steps cost the router about 10 µs a request)."""
+    prompt_num, prompt_den = _price_ratio(prompt_per_1k)
+    completion_num, completion_den = _price_ratio(completion_per_1k)
+    # The cost in units of 1e-12 USD (cost_usd's scale), as an exact fraction, rounded half-even.
+    numerator = (prompt_tokens * prompt_num * completion_den + completion_tokens * completion_num * prompt_den) * _SCALE
+    denominator = prompt_den * completion_den * 1000
+    units, rest = divmod(numerator, denominator)
+    if 2 * rest > denominator or (2 * rest == denominator and units % 2):
+        units += 1
+    return -(-units // _UNITS_PER_NANO)  # rounded up to nano-USD, as to_nano_usd
+
+
+_SCALE = 10**COST_SCALE
+_UNITS_PER_NANO = _SCALE // NANO_USD_PER_USD
+
+
+@functools.lru_cache(maxsize=4096)
+def _price_ratio(usd_per_1k: float) -> tuple[int, int]:
+    """A price as the exact fraction ``price_to_decimal`` reads it (a deployment has few prices)."""
+    return price_to_decimal(usd_per_1k).as_integer_ratio()

@@ -14,6 +14,12 @@ Streams are opened when first needed and replaced when they end. A stream is ret
 ``max_age_s`` (half-closed: what it carries is still answered) so that router replicas added later
 get their share: the channel's round_robin balancer places each new stream on the next replica.
 A request the router never read (its stream ended first) is sent once more on a fresh stream.
+
+A settlement waits up to ``SETTLE_LINGER_S`` for the next Route and goes out in its message: under
+steady traffic it then costs no message of its own (a separate write cost a request at c=1 about 0.1
+ms, the gateway's time between one answer and the next request), and the router applies it in that
+Route's own script when the key is the same. The reservation ends that much later at most: for that
+long a key's parallel slot, tokens and budget stay held, erring on the safe side.
 """
 
 from __future__ import annotations
@@ -37,6 +43,9 @@ FILL = 16
 MAX_AGE_S = 60.0
 # How long closing waits for the answers its streams still owe (a stuck router owes them forever).
 CLOSE_WAIT_S = 2.0
+# How long a settlement waits for a Route to ride with before it is sent alone: longer than a
+# sequential client's next request takes to reach the router, short next to any request.
+SETTLE_LINGER_S = 0.002
 
 
 # What a write on a call that is over (broken, cancelled or half-closed) raises.
@@ -168,6 +177,8 @@ class RouteStreamPool:
         self._fill = fill
         self._max_age_s = max_age_s
         self._retiring: set[asyncio.Task[None]] = set()
+        self._held: list[router_pb2.Settlement] = []
+        self._release: asyncio.TimerHandle | None = None
 
     async def route(
         self, request: router_pb2.RouteRequest, traceparent: str, timeout_s: float
@@ -176,6 +187,8 @@ class RouteStreamPool:
         the router took longer than ``timeout_s`` (that stream is then retired: the next request
         goes on a fresh one rather than behind a stuck router or a dead connection)."""
         stream = self._stream()
+        if self._held:
+            self._send_held(stream)
         try:
             return await stream.ask(request, traceparent, timeout_s)
         except StreamEnded:
@@ -198,7 +211,19 @@ class RouteStreamPool:
         return stream
 
     def settle(self, settlement: router_pb2.Settlement) -> None:
-        self._stream().settle(settlement)
+        """Goes out with the next Route, or alone after ``SETTLE_LINGER_S``."""
+        self._held.append(settlement)
+        if self._release is None:
+            self._release = asyncio.get_running_loop().call_later(SETTLE_LINGER_S, self._send_held)
+
+    def _send_held(self, stream: _Stream | None = None) -> None:
+        if self._release is not None:
+            self._release.cancel()
+            self._release = None
+        held, self._held = self._held, []
+        stream = stream or self._stream()
+        for settlement in held:
+            stream.settle(settlement)
 
     def _retire(self, stream: _Stream) -> None:
         stream.open = False  # now, not when the task starts: no request may pick it meanwhile
@@ -208,6 +233,8 @@ class RouteStreamPool:
 
     async def close(self) -> None:
         """Retire every stream, letting the answers they owe arrive for up to ``CLOSE_WAIT_S``."""
+        if self._held:
+            self._send_held()
         for stream in self._slots:
             if stream is not None and stream.open:
                 self._retire(stream)

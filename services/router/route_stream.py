@@ -8,8 +8,10 @@ while the previous message is being written go out together in the next one.
 
 Every request the router has read is answered, also when the caller retires the stream (half-close:
 the call then ends OK) and when the server stops (the stream ends UNAVAILABLE once its answers are out).
-Settlements ride on the same messages (the gateway coalesces them with its Routes) and get no answer:
-they are applied, and a stream ends only once those it carried are.
+Settlements ride on the same messages (the gateway holds them briefly for its next Route) and get no
+answer: they are applied, and a stream ends only once those it carried are. A settlement of the same
+key as a Route in its message is applied by that Route's own admission step (``folds``): one Redis
+script call for both, and the request before frees its parallel slot for this one, in order.
 """
 
 from __future__ import annotations
@@ -33,8 +35,10 @@ from router.grpc_errors import ROUTER_SERVICE, route_error
 
 log = logging.getLogger(__name__)
 
-Decide = Callable[[router_pb2.RouteRequest], Awaitable[router_pb2.RouteResponse]]
+# Decides a Route, applying the settlements folded into it first.
+Decide = Callable[[router_pb2.RouteRequest, Sequence[router_pb2.Settlement]], Awaitable[router_pb2.RouteResponse]]
 Settle = Callable[[Sequence[router_pb2.Settlement]], Awaitable[None]]
+Folds = Callable[[router_pb2.Settlement, router_pb2.RouteRequest], bool]
 # RouteBatchStream's, or the one-per-message RouteStream's
 StreamContext: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 
@@ -52,9 +56,12 @@ class _OpenStream:
 class RouteStreams:
     """Serves the server's open RouteStreams; ``close`` ends them when the server stops."""
 
-    def __init__(self, decide: Decide, tracer: Callable[[], Tracer], settle: Settle | None = None) -> None:
+    def __init__(
+        self, decide: Decide, tracer: Callable[[], Tracer], settle: Settle | None = None, folds: Folds | None = None
+    ) -> None:
         self._decide = decide
         self._settle = settle
+        self._folds = folds
         self._tracer = tracer  # looked up per request: the server may install its own after construction
         self._open: dict[StreamContext, _OpenStream] = {}
 
@@ -73,10 +80,12 @@ class RouteStreams:
         try:
             while (message := await context.read()) is not grpc.aio.EOF:
                 requests = message.requests if batched else [message]
+                settlements = list(message.settlements) if batched and self._settle is not None else []
                 for request in requests:
-                    self._track(stream, self._answer(request, stream.outbox))
-                if batched and message.settlements and self._settle is not None:
-                    self._track(stream, self._settled(message.settlements))
+                    folded = self._fold(settlements, request.route) if settlements else ()
+                    self._track(stream, self._answer(request, folded, stream.outbox))
+                if settlements:
+                    self._track(stream, self._settled(settlements))
             await _answered(stream)
         finally:
             self._open.pop(context, None)
@@ -87,6 +96,17 @@ class RouteStreams:
         stream.answering.add(task)
         task.add_done_callback(stream.answering.discard)
 
+    def _fold(
+        self, settlements: list[router_pb2.Settlement], route: router_pb2.RouteRequest
+    ) -> list[router_pb2.Settlement]:
+        """Takes out of ``settlements`` those ``route``'s own admission applies."""
+        if self._folds is None:
+            return []
+        folded = [s for s in settlements if self._folds(s, route)]
+        if folded:
+            settlements[:] = [s for s in settlements if not self._folds(s, route)]
+        return folded
+
     async def _settled(self, settlements: Sequence[router_pb2.Settlement]) -> None:
         assert self._settle is not None
         try:
@@ -95,17 +115,22 @@ class RouteStreams:
             log.exception("%d settlements failed", len(settlements))
 
     async def _answer(
-        self, request: router_pb2.RouteStreamRequest, outbox: CoalescingWriter[router_pb2.RouteStreamResponse]
+        self,
+        request: router_pb2.RouteStreamRequest,
+        folded: Sequence[router_pb2.Settlement],
+        outbox: CoalescingWriter[router_pb2.RouteStreamResponse],
     ) -> None:
-        outbox.put(await self._decided(request))
+        outbox.put(await self._decided(request, folded))
 
-    async def _decided(self, request: router_pb2.RouteStreamRequest) -> router_pb2.RouteStreamResponse:
+    async def _decided(
+        self, request: router_pb2.RouteStreamRequest, folded: Sequence[router_pb2.Settlement]
+    ) -> router_pb2.RouteStreamResponse:
         parent = extract_context({"traceparent": request.traceparent}) if request.traceparent else None
         with self._tracer().start_as_current_span(
             ROUTE_SPAN, context=parent, kind=SpanKind.SERVER, attributes={"rpc.system": "grpc"}
         ) as span:
             try:
-                return router_pb2.RouteStreamResponse(id=request.id, route=await self._decide(request.route))
+                return router_pb2.RouteStreamResponse(id=request.id, route=await self._decide(request.route, folded))
             except ModelRouterError as exc:
                 span.set_attribute("rpc.grpc.status_code", exc.grpc_code.value[0])
                 return router_pb2.RouteStreamResponse(id=request.id, error=route_error(exc))

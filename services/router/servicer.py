@@ -3,15 +3,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 import grpc.aio
 from opentelemetry import trace
 
-from common.errors import NotFoundError
+from common.errors import ModelRouterError, NotFoundError
 from modelrouter.router.v1 import router_pb2, router_pb2_grpc
 from router.grpc_errors import aborts_on_error
-from router.limits.admission import KeyLimits
+from router.limits.admission import KeyLimits, folds_into
 from router.route_stream import RouteStreams, StreamContext
 from router.selection import RoutingTable
 from router.state import RouterState
@@ -38,7 +39,7 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
         self._limits = limits or KeyLimits(state)
         # The global provider's tracer unless the server is given another one (tests).
         self.tracer = trace.get_tracer("modelrouter.router")
-        self.streams = RouteStreams(self._route, lambda: self.tracer, self._limits.settle)
+        self.streams = RouteStreams(self._route, lambda: self.tracer, self._limits.settle, folds_into)
 
     @aborts_on_error
     async def Route(
@@ -52,10 +53,19 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
     async def RouteStream(self, request_iterator: object, context: StreamContext) -> None:
         await self.streams.serve(context, batched=False)
 
-    async def _route(self, request: router_pb2.RouteRequest) -> router_pb2.RouteResponse:
-        candidates = self._catalog.candidates(request.model, request.exclude_deployments)
+    async def _route(
+        self, request: router_pb2.RouteRequest, settlements: Sequence[router_pb2.Settlement] = ()
+    ) -> router_pb2.RouteResponse:
+        """``settlements`` (earlier requests of the same key, see ``folds_into``) are applied in the
+        admission's own step, or on their own when the request fails before it."""
+        try:
+            candidates = self._catalog.candidates(request.model, request.exclude_deployments)
+        except ModelRouterError:
+            if settlements:
+                await self._limits.settle(settlements)
+            raise
         if request.HasField("admission"):
-            pick = await self._limits.admit(request, candidates)
+            pick = await self._limits.admit(request, candidates, settlements)
         else:
             pick = await self._state.pick(request.model, candidates, request.estimated_tokens)
         response = router_pb2.RouteResponse()

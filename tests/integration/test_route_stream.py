@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -260,9 +260,11 @@ async def eventually(attempt: Callable[[], object], timeout_s: float = 10) -> ob
 class SlowServicer(RouterServicer):
     """Decides after 0.3 s, so requests are in flight when the server stops."""
 
-    async def _route(self, request: router_pb2.RouteRequest) -> router_pb2.RouteResponse:
+    async def _route(
+        self, request: router_pb2.RouteRequest, settlements: Sequence[router_pb2.Settlement] = ()
+    ) -> router_pb2.RouteResponse:
         await asyncio.sleep(0.3)
-        return await super()._route(request)
+        return await super()._route(request, settlements)
 
 
 async def test_requests_in_flight_when_the_router_stops_are_answered(
@@ -281,9 +283,11 @@ class CountingServicer(RouterServicer):
 
     counts: Counter[str] = Counter()
 
-    async def _route(self, request: router_pb2.RouteRequest) -> router_pb2.RouteResponse:
+    async def _route(
+        self, request: router_pb2.RouteRequest, settlements: Sequence[router_pb2.Settlement] = ()
+    ) -> router_pb2.RouteResponse:
         await asyncio.sleep(0.05)
-        return await super()._route(request)
+        return await super()._route(request, settlements)
 
     async def RouteBatchStream(self, request_iterator: object, context: StreamContext) -> None:
         type(self).counts.update(streams=1)

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
+import random
 from decimal import Decimal
 
 import pytest
 
-from common.pricing import COST_SCALE, InvalidPriceError, cost_usd, price_to_decimal
+from common.pricing import COST_SCALE, InvalidPriceError, cost_usd, max_cost_nano_usd, price_to_decimal, to_nano_usd
 
 
 def test_cost_is_exact_decimal_of_both_sides() -> None:
@@ -45,3 +46,22 @@ def test_invalid_prices_are_refused(bad: float) -> None:
         cost_usd(1, 1, bad, 0.0)
     with pytest.raises(InvalidPriceError):
         cost_usd(1, 1, 0.0, bad)
+
+
+def test_the_reservation_cost_in_integers_equals_the_decimal_bill() -> None:
+    """max_cost_nano_usd (integers, on every budgeted admission) and to_nano_usd(cost_usd(...)) (what
+    the settlement and the ledger bill) must never disagree, whatever the rounding."""
+    rng = random.Random(7)
+    prices = [0.0, 0.0015, 0.1 + 0.2, 1e-7, 3.333, 0.00025, 15.0, 1 / 3, 2.5e-9, 123.456789]
+    prices += [rng.uniform(0, 0.1) for _ in range(30)] + [round(rng.uniform(0, 0.1), 7) for _ in range(30)]
+    tokens = [0, 1, 2, 7, 999, 1000, 4096, 128_000, 2**32 - 1] + [rng.randrange(0, 200_000) for _ in range(20)]
+    for _ in range(20_000):
+        p, c = rng.choice(prices), rng.choice(prices)
+        pt, ct = rng.choice(tokens), rng.choice(tokens)
+        assert max_cost_nano_usd(pt, ct, p, c) == to_nano_usd(cost_usd(pt, ct, p, c)), (pt, ct, p, c)
+
+
+@pytest.mark.parametrize("bad", [-0.001, float("nan"), float("inf")])
+def test_the_reservation_cost_refuses_a_broken_price(bad: float) -> None:
+    with pytest.raises(InvalidPriceError):
+        max_cost_nano_usd(10, 10, bad, 0.001)

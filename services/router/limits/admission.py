@@ -13,6 +13,7 @@ then seeded from the usage ledger (``ledger``), only if still absent, and the sc
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 from collections.abc import Iterable, Sequence
@@ -62,23 +63,23 @@ class KeyLimits:
         """The key base of a key ("key") or a team ("team")."""
         return f"{self._prefix}{kind}:{subject_id}"
 
-    async def admit(self, request: router_pb2.RouteRequest, candidates: Sequence[Candidate]) -> Pick:
+    async def admit(
+        self,
+        request: router_pb2.RouteRequest,
+        candidates: Sequence[Candidate],
+        settlements: Sequence[router_pb2.Settlement] = (),
+    ) -> Pick:
         """Pick a deployment for a governed request; KeyRateLimitError / KeyBudgetExceededError /
-        LedgerUnreachableError (budget counter not rebuildable) when the key or team refuses it."""
+        LedgerUnreachableError (budget counter not rebuildable) when the key or team refuses it.
+        ``settlements`` (each ``folds_into`` this request) are applied first, in the same step."""
         admission = request.admission
-        subjects = [("key", request.key_id, admission.key_limits)]
-        if admission.team_id and _any_limit(admission.team_limits):
-            subjects.append(("team", admission.team_id, admission.team_limits))
+        subjects = _subjects(request)
         first = admission.first
         tokens = request.estimated_tokens + admission.max_output_tokens
         budgeted = first and any(_has_budget(limits) for _, _, limits in subjects)
         keys = [self.subject_key(kind, subject_id) for kind, subject_id, _ in subjects]
         keys += [self._state.deployment_key(c.deployment_id) for c in candidates]
-        args: list[int | str] = [
-            self._state.window_ms,
-            request.estimated_tokens,
-            self._state.counter_ttl_ms,
-            admission.request_id,
+        numbers: list[int] = [
             1 if first else 0,
             (admission.hold_s or DEFAULT_HOLD_S) * 1000,
             tokens,
@@ -86,7 +87,18 @@ class KeyLimits:
             len(subjects),
         ]
         for _, _, limits in subjects:
-            args += _limit_args(limits)
+            numbers += _limit_args(limits)
+        numbers.append(len(settlements))
+        for settlement in settlements:
+            numbers += (settlement.used_tokens, max(0, settlement.cost_nano_usd))
+        args: list[int | str] = [
+            self._state.window_ms,
+            request.estimated_tokens,
+            self._state.counter_ttl_ms,
+            admission.request_id,
+            " ".join(map(str, numbers)),
+            *(settlement.request_id for settlement in settlements),
+        ]
         for candidate in candidates:
             args += (candidate.rpm, candidate.tpm)
 
@@ -166,7 +178,30 @@ class KeyLimits:
             keys.append(self.subject_key("key", settlement.key_id))
         if settlement.team_id:
             keys.append(self.subject_key("team", settlement.team_id))
-        return keys, [settlement.request_id, settlement.used_tokens, max(0, settlement.cost_nano_usd)]
+        return keys, list(_settle_args(settlement))
+
+
+def folds_into(settlement: router_pb2.Settlement, request: router_pb2.RouteRequest) -> bool:
+    """Whether ``admit`` can apply ``settlement`` in ``request``'s own script call: a governed
+    request of the same key, whose subjects include every one the settlement holds on."""
+    if not request.HasField("admission") or settlement.key_id != request.key_id:
+        return False
+    return not settlement.team_id or any(
+        kind == "team" and subject_id == settlement.team_id for kind, subject_id, _ in _subjects(request)
+    )
+
+
+def _subjects(request: router_pb2.RouteRequest) -> list[tuple[str, str, keys_pb2.Limits]]:
+    """Whom a governed request is admitted against: its key, and its team when the team has limits."""
+    admission = request.admission
+    subjects = [("key", request.key_id, admission.key_limits)]
+    if admission.team_id and _any_limit(admission.team_limits):
+        subjects.append(("team", admission.team_id, admission.team_limits))
+    return subjects
+
+
+def _settle_args(settlement: router_pb2.Settlement) -> tuple[str, int, int]:
+    return settlement.request_id, settlement.used_tokens, max(0, settlement.cost_nano_usd)
 
 
 def _any_limit(limits: keys_pb2.Limits) -> bool:
@@ -187,6 +222,7 @@ def _limit_args(limits: keys_pb2.Limits) -> tuple[int, int, int, int, int]:
     )
 
 
+@functools.lru_cache(maxsize=4096)  # a key's budget is the same on each of its requests
 def _budget_nano(usd: float) -> int:
     """Rounded down: a budget never allows more than it says. A nonsensical one allows nothing."""
     if not math.isfinite(usd) or usd < 0:

@@ -45,8 +45,8 @@ local function wait_ms(cur, prev, limit, amount)
 end
 
 local function take(key, amount)
-  redis.call('INCRBY', key, amount)
-  redis.call('PEXPIRE', key, ttl)
+  -- Only a counter this call created needs its expiry (every counter is created here, with one).
+  if redis.call('INCRBY', key, amount) == amount then redis.call('PEXPIRE', key, ttl) end
 end
 
 -- A limit's state for OpenAI's x-ratelimit-* headers: limit, what is left, ms until the whole limit

@@ -5,14 +5,20 @@
 -- KEYS[n+1..]  candidates' key bases, in priority order
 -- ARGV[1..3]   as route.lua: window ms, estimated tokens (for the deployment's tpm), counter TTL ms
 -- ARGV[4]      request id (names the reservation)
--- ARGV[5]      "1" on the request's first attempt: check and reserve; "0" on a failover: only pick
--- ARGV[6]      ms the reservation stands before it expires unsettled
--- ARGV[7]      tokens to reserve against tpm (prompt estimate + max output tokens)
--- ARGV[8]      cost to reserve against budgets, nano-USD (the most the request may cost)
--- ARGV[9]      n
--- ARGV[10+5(s-1) ..]  subject s's rpm, tpm, max parallel, daily and monthly budget (nano-USD);
---                     -1 = no such limit (0 is a limit of zero)
--- ARGV[10+5n ..]      candidates' rpm and tpm, as route.lua
+-- ARGV[5]      the admission's numbers, space-separated (one argument: each argument costs the
+--              router's Redis client about a microsecond to encode, a number parsed here less):
+--                first     1 on the request's first attempt: check and reserve; 0 on a failover: only pick
+--                hold      ms the reservation stands before it expires unsettled
+--                tokens    to reserve against tpm (prompt estimate + max output tokens)
+--                cost      to reserve against budgets, nano-USD (the most the request may cost)
+--                n         subjects, then for each: rpm, tpm, max parallel, daily and monthly budget
+--                          (nano-USD); -1 = no such limit (0 is a limit of zero)
+--                m         settlements folded in, then for each: used tokens, cost (nano-USD)
+-- ARGV[6..5+m] the folded settlements' request ids: earlier requests of the same subjects, settled
+--              first as settle.lua would (their settlements rode on the message that brought this
+--              request: one script call instead of two, and a parallel slot freed by the request
+--              before this one is free for it)
+-- ARGV[6+m ..] candidates' rpm and tpm, as route.lua
 --
 -- Returns, S being the key's {rpm limit, remaining, reset ms, tpm limit, remaining, reset ms} (-1s
 -- for a limit it lacks; where it lacks one, admitted answers carry the deployment's instead):
@@ -26,18 +32,22 @@
 --                                                               is missing: seed each, then call again
 
 local rid = ARGV[4]
-local hold = tonumber(ARGV[6])
-local tokens = tonumber(ARGV[7])
-local cost = tonumber(ARGV[8])
-local n = tonumber(ARGV[9])
+local num = {}
+for v in string.gmatch(ARGV[5], '%S+') do num[#num + 1] = tonumber(v) end
+local first, hold, tokens, cost, n = num[1], num[2], num[3], num[4], num[5]
+
+local m = num[6 + 5 * n]
+for f = 1, m do
+  local used, fcost = num[5 + 5 * n + 2 * f], num[6 + 5 * n + 2 * f]
+  for s = 1, n do settle_on(KEYS[s], ARGV[5 + f], used, fcost) end
+end
 
 local limits = {}
 local seen = {}  -- per subject: its rpm/tpm window counts as read before anything is taken
 for s = 1, n do
-  local a = 10 + 5 * (s - 1)
+  local a = 6 + 5 * (s - 1)
   local l = {
-    rpm = tonumber(ARGV[a]), tpm = tonumber(ARGV[a + 1]), parallel = tonumber(ARGV[a + 2]),
-    daily = tonumber(ARGV[a + 3]), monthly = tonumber(ARGV[a + 4]),
+    rpm = num[a], tpm = num[a + 1], parallel = num[a + 2], daily = num[a + 3], monthly = num[a + 4],
   }
   -- Only what settles later needs a reservation record; rpm alone is a plain counter.
   l.holds = l.tpm >= 0 or l.parallel >= 0 or l.daily >= 0 or l.monthly >= 0
@@ -67,7 +77,7 @@ local function weighted(cur, prev)
 end
 
 -- A failover attempt, or a first attempt seen before (sent twice): the reservation stands.
-local admitting = ARGV[5] == '1'
+local admitting = first == 1
 if admitting then
   for s = 1, n do
     if limits[s].holds and is_held(KEYS[s], rid) then admitting = false end
@@ -119,9 +129,10 @@ if admitting then
   if #seeds > 1 then return seeds end
   for s = 1, n do
     local l = limits[s]
+    local reserved = nil
     for what, budget in ipairs({l.daily, l.monthly}) do
       if budget >= 0 then
-        local reserved = reserved_cost(KEYS[s])
+        reserved = reserved or reserved_cost(KEYS[s])
         if spent[s][what] + reserved + cost > budget then
           local ends = what == 1 and windows.day_end or windows.month_end
           return refusal(4, s, what, budget, spent[s][what], reserved, cost, ends)
@@ -131,7 +142,7 @@ if admitting then
   end
 end
 
-local reply = pick_deployment(n + 1, 10 + 5 * n, tonumber(ARGV[2]))
+local reply = pick_deployment(n + 1, 6 + m, tonumber(ARGV[2]))
 if reply[1] ~= 0 then return reply end
 
 if admitting then

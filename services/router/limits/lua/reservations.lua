@@ -74,3 +74,16 @@ end
 local function add_spend(key, cost)
   if redis.call('EXISTS', key) == 1 then redis.call('INCRBY', key, cost) end
 end
+
+-- Ends request `rid`'s reservation on one subject with what it really used: `used` tokens stay
+-- counted, its real `cost` (nano-USD) goes into the spend of the windows it was admitted in.
+-- Idempotent (the reservation record is the proof it is still open). Returns 1 if it ended one.
+local function settle_on(base, rid, used, cost)
+  local day, month = release(base, rid, used)
+  if not day then return 0 end
+  if cost > 0 then
+    add_spend(base .. ':sd:' .. day, cost)
+    add_spend(base .. ':sm:' .. month, cost)
+  end
+  return 1
+end

@@ -14,14 +14,6 @@ local used = tonumber(ARGV[2])
 local cost = tonumber(ARGV[3])
 local ended = 0
 for s = 1, #KEYS do
-  local base = KEYS[s]
-  local day, month = release(base, rid, used)
-  if day then
-    ended = ended + 1
-    if cost > 0 then
-      add_spend(base .. ':sd:' .. day, cost)
-      add_spend(base .. ':sm:' .. month, cost)
-    end
-  end
+  ended = ended + settle_on(KEYS[s], rid, used, cost)
 end
 return ended
