@@ -33,6 +33,7 @@ class Environment:
     modelrouter: Target
     litellm: Target | None
     governed: Target | None = None
+    redis_port: int = 0  # the private Redis the routers share
 
     @property
     def targets(self) -> list[Target]:
@@ -84,7 +85,7 @@ def running(
             litellm.backing_pids = {"mock-upstream": mock.pid}
         governed = governed_target(modelrouter)
         governed.backing_pids = modelrouter.backing_pids
-        environment = Environment(direct, modelrouter, litellm, governed)
+        environment = Environment(direct, modelrouter, litellm, governed, redis_port)
         for target in environment.targets:
             target.write_bodies(workdir)
             check_target(target, upstream.chunks)
