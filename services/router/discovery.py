@@ -12,11 +12,11 @@ Each listed model becomes a deployment of the provider:
   (Ollama itself takes either), with the tagged name still sent upstream;
 - deployment id = ``<provider>/<public name>``, stable across listings and replicas, so health and
   rate-limit state in Redis follows the model;
-- a name the config already serves from this provider (as a deployment's ``model`` or
-  ``upstream_model``) is left to that deployment, which carries the prices and limits the operator
-  wrote; the listing only adds what the config does not say;
-- no price: an upstream's listing says none, so a discovered model is billed at zero unless the
-  config lists it with its price.
+- a public name the config already gives a deployment of this provider is left to that deployment,
+  which carries the limits the operator wrote; the listing only adds what the config does not say;
+- the price of the config's deployment of this provider with the same upstream model (the shipped
+  ``cerebras/llama3.1-8b`` prices the listed ``llama3.1-8b``); otherwise none, since a listing says
+  no price: such a model is billed at zero unless the config lists it with its price.
 """
 
 from __future__ import annotations
@@ -25,7 +25,14 @@ from collections.abc import Collection, Iterable, Mapping
 
 import orjson
 
-from common.config import AUTH_SCHEME_OPTION, DeploymentConfig, DiscoveryConfig, ModelRouterConfig, ProviderConfig
+from common.config import (
+    AUTH_SCHEME_OPTION,
+    DeploymentConfig,
+    DiscoveryConfig,
+    ModelRouterConfig,
+    Price,
+    ProviderConfig,
+)
 from router.listing_formats import LISTING_FORMATS, ListingFormat
 from router.remote_catalog import CatalogFetchError, CatalogFormatError, CatalogModels
 from router.selection import ResolvedDeployment
@@ -48,9 +55,12 @@ def discovered_models(
     listed: Iterable[str],
     configured: Collection[str] = (),
     reserved_ids: Collection[str] = (),
+    prices: Mapping[str, Price] | None = None,
 ) -> CatalogModels:
-    """Deployments for the ``listed`` names; ``configured`` names (the provider's own in the config)
-    and ``reserved_ids`` (the config's deployment ids) are left alone."""
+    """Deployments for the ``listed`` names; ``configured`` public names (the provider's own in the
+    config) and ``reserved_ids`` (the config's deployment ids) are left alone; ``prices`` by upstream
+    model."""
+    prices = prices or {}
     deployments: list[ResolvedDeployment] = []
     taken = set(reserved_ids)
     for upstream in dict.fromkeys(listed):  # an upstream listing a name twice serves it once
@@ -65,6 +75,7 @@ def discovered_models(
                 provider=provider_name,
                 upstream_model=upstream,
                 priority=discovery.priority,
+                price=prices.get(upstream, Price()),
             )
             deployments.append((deployment, provider))
     return CatalogModels(tuple(deployments), ())
@@ -85,13 +96,9 @@ class DiscoveryListing:
         self.format: ListingFormat | None = LISTING_FORMATS.get(provider.adapter)
         path = self.format.path if self.format is not None else ""
         self.url = provider.base_url.rstrip("/") + path
-        self._configured = frozenset(
-            name
-            for d in config.deployments
-            if d.provider == provider_name
-            for name in (d.model, d.upstream_model)
-            if name
-        )
+        own = [d for d in config.deployments if d.provider == provider_name]
+        self._configured = frozenset(d.model for d in own)
+        self._prices = {d.upstream_model or d.model: d.price for d in own if d.price != Price()}
         self._reserved_ids = frozenset(d.id for d in config.deployments)
 
     def headers(self, env: Mapping[str, str]) -> dict[str, str]:
@@ -118,7 +125,7 @@ class DiscoveryListing:
             raise CatalogFormatError(f"the model listing is not JSON: {exc}") from None
         names = self.format.names(document)
         return discovered_models(
-            self.provider_name, self.provider, self.discovery, names, self._configured, self._reserved_ids
+            self.provider_name, self.provider, self.discovery, names, self._configured, self._reserved_ids, self._prices
         )
 
 

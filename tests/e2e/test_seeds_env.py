@@ -1,6 +1,6 @@
 """Seeds 000 and 002, as their users set them up: the SHIPPED config, with only the seeds' environment
 variables (OPENAI_API_KEY, OLLAMA_BASE_URL, HUGGINGFACE_API_TOKEN; MODEL_LIST_URL and
-MODEL_LIST_AUTH_TOKEN; seed 001's DEEPINFRA_TOKEN), each provider's base URL pointed at a local fake
+MODEL_LIST_AUTH_TOKEN; seed 001's "Simple Configuration" CEREBRAS_API_KEY and its DEEPINFRA_TOKEN), each provider's base URL pointed at a local fake
 upstream speaking its real wire format (model listings included), and each seed README's own example
 run against the four services as processes."""
 
@@ -42,6 +42,7 @@ class Seeds:
     huggingface: UpstreamServer
     deepinfra: UpstreamServer
     catalog: CatalogServer
+    cerebras: ListingServer
     secrets: dict[str, str]
     workdir: Path
 
@@ -60,6 +61,7 @@ def seeds(
         "HUGGINGFACE_API_TOKEN": f"hf_seed000{suffix}",
         "DEEPINFRA_TOKEN": f"di-seed001-{suffix}",
         "MODEL_LIST_AUTH_TOKEN": f"oauth-seed002-{suffix}",
+        "CEREBRAS_API_KEY": f"csk-seed001-{suffix}",
     }
     upstreams = (
         ListingServer("openai", ["gpt-3.5-turbo", "text-embedding-ada-002", "gpt-4o-mini"]),
@@ -75,10 +77,11 @@ def seeds(
                 entry("claude-3-7-sonnet-20250219", "claude-3", "/anthropic/v1/messages", 0.003, 0.015),
             ],
         ),
+        ListingServer("openai", ["llama3.1-8b", "llama3.1-70b"]),
     )
     for upstream in upstreams:
         upstream.start()
-    oai, ollama, hf, deepinfra, catalog = upstreams
+    oai, ollama, hf, deepinfra, catalog, cerebras = upstreams
     workdir = tmp_path_factory.mktemp("seeds-env")
     env = {
         **secrets,
@@ -88,6 +91,7 @@ def seeds(
         "HF_BASE_URL": hf.base_url,
         "DEEPINFRA_BASE_URL": deepinfra.base_url,
         "MODEL_LIST_URL": catalog.catalog_url,
+        "CEREBRAS_BASE_URL": cerebras.base_url,
     }
     try:
         with own_stack(
@@ -98,7 +102,7 @@ def seeds(
             workdir=workdir,
             env=env,
         ) as own:
-            yield Seeds(own, oai, ollama, hf, deepinfra, catalog, secrets, workdir)
+            yield Seeds(own, oai, ollama, hf, deepinfra, catalog, cerebras, secrets, workdir)
     finally:
         for upstream in upstreams:
             upstream.stop()
@@ -182,6 +186,30 @@ def test_seed_001_deepinfra_token_reaches_deepinfra_as_its_bearer(seeds: Seeds) 
     [call] = seeds.deepinfra.received
     assert call.headers["authorization"] == f"Bearer {seeds.secrets['DEEPINFRA_TOKEN']}"
     assert call.model == "meta-llama/Meta-Llama-3.1-8B-Instruct"
+
+
+def test_seed_001_simple_configuration_curl_example_reaches_cerebras(seeds: Seeds) -> None:
+    seeds.cerebras.reset()
+    # seed 001's README "Chat Completions" example request, verbatim but for the port and key
+    answer = httpx.post(
+        f"{seeds.own.base_url}/v1/chat/completions",
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {SEED_KEY}"},
+        json={
+            "model": "llama3.1-8b",
+            "messages": [{"role": "user", "content": "Hello, how are you?"}],
+            "temperature": 0.7,
+            "max_tokens": 150,
+        },
+    )
+    assert answer.status_code == 200, answer.text
+    [call] = seeds.cerebras.received
+    assert (call.path, call.model, call.api_key) == (
+        "/v1/chat/completions",
+        "llama3.1-8b",
+        seeds.secrets["CEREBRAS_API_KEY"],
+    )
+    listed = {m.id: m.owned_by for m in seeds.client().models.list()}
+    assert (listed["llama3.1-8b"], listed["llama3.1-70b"]) == ("cerebras", "cerebras")
 
 
 # --- seed 002 -----------------------------------------------------------------------------------------

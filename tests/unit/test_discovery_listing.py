@@ -21,7 +21,8 @@ providers:
   plain: {adapter: openai, base_url: "http://plain.example/v1"}
 deployments:
   - {id: mini, model: gpt-4o-mini, provider: oai, price: {prompt_per_1k: 0.15}}
-  - {id: my-turbo, model: turbo, provider: oai, upstream_model: gpt-3.5-turbo}
+  - {id: my-turbo, model: turbo, provider: oai, upstream_model: gpt-3.5-turbo,
+     price: {prompt_per_1k: 0.5, completion_per_1k: 1.5}}
 """
 
 
@@ -49,13 +50,15 @@ def test_an_openai_listing_becomes_deployments_except_what_the_config_serves() -
     oai = listing("oai")
     assert oai.url == "http://up.example/v1/models"
     assert oai.headers({"OAI_KEY": "sk-1"}) == {"Authorization": "Bearer sk-1"}
-    models = oai.models_of(
-        orjson.dumps(openai_listing(["gpt-4o-mini", "gpt-3.5-turbo", "text-embedding-ada-002", "gpt-4o-mini"]))
-    )
-    # gpt-4o-mini is configured; gpt-3.5-turbo is the upstream model of a configured deployment
+    listed = ["gpt-4o-mini", "gpt-3.5-turbo", "text-embedding-ada-002", "gpt-4o-mini"]
+    models = oai.models_of(orjson.dumps(openai_listing(listed)))
+    # gpt-4o-mini is a configured public name; gpt-3.5-turbo is the upstream model of a configured
+    # deployment under another name: served under its own name too, at that deployment's price
     assert [(d.id, d.model, d.upstream_model, d.price.prompt_per_1k) for d, _ in models.deployments] == [
-        ("oai/text-embedding-ada-002", "text-embedding-ada-002", "text-embedding-ada-002", 0.0)
+        ("oai/gpt-3.5-turbo", "gpt-3.5-turbo", "gpt-3.5-turbo", 0.5),
+        ("oai/text-embedding-ada-002", "text-embedding-ada-002", "text-embedding-ada-002", 0.0),
     ]
+    assert models.deployments[0][0].price.completion_per_1k == 1.5
     assert models.deployments[0][1].adapter == "openai"
 
 
