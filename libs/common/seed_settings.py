@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import math
 import re
-from collections import ChainMap
 from collections.abc import Mapping
 from typing import Any
 
@@ -122,9 +121,10 @@ def router_services(env: Mapping[str, str]) -> list[RouterService]:
     return services
 
 
-def environment(env: Mapping[str, str]) -> Mapping[str, str]:
-    """``env`` as the services read it (see the module's docstring). A live view: ``env``'s own
-    values are looked up in it at each read; only the derived ones are computed here, once."""
+def environment(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` as the services read it (see the module's docstring), read once at start: a plain
+    dict, because the workers look a key up in it for every job (a third of ``os.environ``'s cost,
+    where a layered view would cost four times as much)."""
     derived: dict[str, str] = {}
     for ours, theirs in ENV_ALIASES.items():
         given = next((env[name] for name in theirs if env.get(name)), None)
@@ -137,7 +137,7 @@ def environment(env: Mapping[str, str]) -> Mapping[str, str]:
     ollama = env.get(OLLAMA_BASE_URL, "")
     if ollama.rstrip("/").endswith("/v1"):
         overrides[OLLAMA_BASE_URL] = ollama.rstrip("/").removesuffix("/v1")
-    return ChainMap(overrides, env, derived)  # type: ignore[arg-type]
+    return {**derived, **env, **overrides}
 
 
 def apply(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:

@@ -49,13 +49,16 @@ class WildcardTable:
         self._models: tuple[object, object, router_pb2.ListModelsResponse] | None = None
 
     def candidates(self, model: str, exclude: Collection[str] = ()) -> list[Candidate]:
-        try:
-            return self._inner.candidates(model, exclude)
-        except NotFoundError:
-            if model == WILDCARD_MODEL:  # not a name: "*" goes to no upstream
-                raise
+        # A name cached here was not the catalog's when it was cached, and every change of the
+        # catalog empties the cache (``replace``): a repeated wildcard name skips the catalog's
+        # NotFoundError, a named model costs one dict miss.
         candidates = self._by_name.get(model)
         if candidates is None:
+            try:
+                return self._inner.candidates(model, exclude)
+            except NotFoundError:
+                if model == WILDCARD_MODEL:  # not a name: "*" goes to no upstream
+                    raise
             candidates = self._for_name(model)
         if not exclude:
             return list(candidates)
@@ -84,6 +87,7 @@ class WildcardTable:
             self._listed = {**self._listed, provider: names}  # one reference swap: readers need no lock
         else:
             self._inner.replace(provider, deployments)
+            self._by_name = {}  # a name cached as a wildcard's may be the catalog's now
 
     @property
     def models(self) -> router_pb2.ListModelsResponse:

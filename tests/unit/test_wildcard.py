@@ -88,3 +88,10 @@ def test_other_providers_lists_reach_the_catalog(table: WildcardTable) -> None:
     table.replace("fake", [(DeploymentConfig(id="fake/x", model="x", provider="fake"), config.providers["fake"])])
     assert [c.deployment_id for c in table.candidates("x")] == ["fake/x"]
     assert "x" in {m.id for m in table.models.models}
+
+
+def test_a_wildcard_name_the_catalog_comes_to_serve_is_the_catalogs(table: WildcardTable) -> None:
+    config = parse_config(CONFIG)
+    assert [c.deployment_id for c in table.candidates("late")] == ["first/*", "second/*"]  # cached as a wildcard's
+    table.replace("fake", [(DeploymentConfig(id="fake/late", model="late", provider="fake"), config.providers["fake"])])
+    assert [c.deployment_id for c in table.candidates("late")] == ["fake/late"]
