@@ -5,14 +5,14 @@ Two halves, both derived from the environment alone, so every service derives th
 
 - ``environment(env)``: the environment as services read it, with the seeds' names added under
   ours (``HUGGINGFACE_API_TOKEN`` as ``HF_TOKEN``, seed 001's ``DEEPINFRA_TOKEN`` as
-  ``DEEPINFRA_API_KEY``; ours win when both are set), seed 001's ``OLLAMA_BASE_URL`` ending in
-  ``/v1`` (Ollama's OpenAI-compatible API) taken at the server's root (what the native ``ollama``
-  adapter speaks under), and each ``ROUTER_SERVICES`` entry's inline ``api_key`` as a variable of
-  its own (``ROUTER_SERVICE_<NAME>_API_KEY``). Config load reads this mapping (``${VAR}``,
-  ``enabled_if_env``); the router's catalogue and discovery fetches and the workers' key lookups
-  too. So a key given inline in ``ROUTER_SERVICES`` travels like every other key: a Target names
-  the variable (``api_key_env``), never the secret, and the secret is never in a Job, a log or
-  Redis; each process reads it from its own environment.
+  ``DEEPINFRA_API_KEY``; ours win when both are set), ``OLLAMA_BASE_URL`` at the server's root as
+  ``OLLAMA_SERVER_URL`` (seed 001 gives Ollama's OpenAI-compatible ``.../v1``, seed 000 the root; the
+  shipped config's native ``ollama`` adapter speaks under the root), and each ``ROUTER_SERVICES``
+  entry's inline ``api_key`` as a variable of its own (``ROUTER_SERVICE_<NAME>_API_KEY``). Config
+  load reads this mapping (``${VAR}``, ``enabled_if_env``); the router's catalogue and discovery
+  fetches and the workers' key lookups too. So a key given inline in ``ROUTER_SERVICES`` travels
+  like every other key: a Target names the variable (``api_key_env``), never the secret, and the
+  secret is never in a Job, a log or Redis; each process reads it from its own environment.
 - ``apply(raw, env)``: the config (as parsed YAML) with the seeds' providers added:
   ``ROUTER_SERVICES`` (seed 001) becomes one provider per service, discovering what its backend
   lists, with a wildcard deployment (model ``*``: any name no other deployment serves) at the
@@ -37,6 +37,7 @@ MODEL_LIST_URL = "MODEL_LIST_URL"
 MODEL_LIST_AUTH_TOKEN = "MODEL_LIST_AUTH_TOKEN"
 MODEL_LIST_PROVIDER = "model-list"
 OLLAMA_BASE_URL = "OLLAMA_BASE_URL"
+OLLAMA_SERVER_URL = "OLLAMA_SERVER_URL"  # OLLAMA_BASE_URL at the server's root: what the native adapter takes
 
 # Our variable -> the seeds' names for the same thing, tried in order when ours is not set.
 ENV_ALIASES: dict[str, tuple[str, ...]] = {
@@ -133,11 +134,11 @@ def environment(env: Mapping[str, str]) -> dict[str, str]:
     for service in router_services(env):
         if service.api_key:
             derived[service.key_env] = service.api_key
-    overrides: dict[str, str] = {}
-    ollama = env.get(OLLAMA_BASE_URL, "")
-    if ollama.rstrip("/").endswith("/v1"):
-        overrides[OLLAMA_BASE_URL] = ollama.rstrip("/").removesuffix("/v1")
-    return {**derived, **env, **overrides}
+    if env.get(OLLAMA_BASE_URL):
+        # A variable of its own, so a config that puts ${OLLAMA_BASE_URL} under the openai adapter
+        # (Ollama's /v1) still gets the URL as given.
+        derived[OLLAMA_SERVER_URL] = env[OLLAMA_BASE_URL].rstrip("/").removesuffix("/v1")
+    return {**derived, **env}
 
 
 def apply(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:

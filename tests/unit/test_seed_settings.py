@@ -73,6 +73,9 @@ def test_the_shipped_config_enables_huggingface_and_deepinfra_by_the_seeds_names
 def test_an_ollama_url_of_its_openai_api_is_taken_at_the_servers_root(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OLLAMA_BASE_URL", "http://localhost:11434/v1")  # seed 001's form
     assert load_config().providers["ollama"].base_url == "http://localhost:11434"
+    # ...for the native adapter; a config using ${OLLAMA_BASE_URL} (the openai adapter on /v1) gets it as given
+    config = parse_config("providers: {o: {adapter: openai, base_url: '${OLLAMA_BASE_URL}'}}")
+    assert config.providers["o"].base_url == "http://localhost:11434/v1"
     monkeypatch.setenv("OLLAMA_BASE_URL", "http://localhost:11434")  # seed 000's form
     assert load_config().providers["ollama"].base_url == "http://localhost:11434"
 
