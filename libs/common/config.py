@@ -12,12 +12,21 @@ import hashlib
 import os
 import re
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "config" / "modelrouter.yaml"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -29,6 +38,9 @@ AUTH_SCHEME_OPTION = "auth_scheme"
 # ``handle``), ``endpoint:<operation>`` (``endpoint_option``) where one operation lives elsewhere.
 # How the adapter tells which operations ``endpoint`` serves: ``workers.providers._endpoints``.
 ENDPOINT_OPTION = "endpoint"
+# A deployment's ``model`` that serves any model name no other deployment serves (seed 001's
+# backends, ``common.seed_settings``); the name asked for goes upstream (``router.wildcard``).
+WILDCARD_MODEL = "*"
 
 
 def endpoint_option(operation: str) -> str:
@@ -60,10 +72,22 @@ class RemoteCatalogConfig(_Strict):
     timeout_s: float = Field(default=10.0, gt=0, description="for one fetch of the catalogue")
     # The credential for the catalogue and for its models' requests, sent as `Authorization: OAuth <token>`.
     token_env: str = ""
-    # model_family -> adapter name in the workers' registry; entries of other families are skipped.
-    families: dict[str, Annotated[str, Field(min_length=1)]] = Field(min_length=1)
+    # With it, an entry whose family ``families`` does not map takes the adapter its handle's wire
+    # format names (``router.handle_formats``: ``.../chat/completions`` is OpenAI's, ``.../v1/messages``
+    # Anthropic's, ``...:generateContent`` Gemini's); seed 002's catalogues name no families.
+    infer_adapters: bool = False
+    # model_family -> adapter name in the workers' registry; entries of other families are skipped
+    # (unless ``infer_adapters``). Required unless ``infer_adapters``.
+    families: dict[str, Annotated[str, Field(min_length=1)]] = Field(default_factory=dict, validate_default=True)
     # Priority of every catalogue deployment among deployments of the same public model name.
     priority: int = 0
+
+    @field_validator("families")
+    @classmethod
+    def _families_or_inference(cls, families: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        if not families and not info.data.get("infer_adapters"):
+            raise ValueError("required: a model_family -> adapter mapping (or infer_adapters: true)")
+        return families
 
     @field_validator("url")
     @classmethod
@@ -72,6 +96,17 @@ class RemoteCatalogConfig(_Strict):
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"must be an absolute http(s) URL, not {url!r}")
         return url
+
+
+class DiscoveryConfig(_Strict):
+    """List what the provider's upstream serves (``GET /v1/models``, Ollama's ``/api/tags``: the format
+    is the adapter's, ``router.listing_formats``) at start and every ``refresh_s``; each model listed
+    becomes a deployment of the provider under the listed name (see ``router.discovery``)."""
+
+    refresh_s: float = Field(default=300.0, gt=0)
+    timeout_s: float = Field(default=10.0, gt=0, description="for one listing")
+    # Priority of every discovered deployment among deployments of the same public model name.
+    priority: int = 0
 
 
 class ProviderConfig(_Strict):
@@ -83,6 +118,15 @@ class ProviderConfig(_Strict):
     timeout_s: float = Field(default=60.0, gt=0)
     options: dict[str, str] = Field(default_factory=dict)
     catalog: RemoteCatalogConfig | None = None
+    # ``discover: true`` (the defaults) or ``discover: {refresh_s: 60}``.
+    discover: DiscoveryConfig | None = None
+
+    @field_validator("discover", mode="before")
+    @classmethod
+    def _discover_flag(cls, value: Any) -> Any:
+        if value is True:
+            return DiscoveryConfig()
+        return None if value is False else value
 
 
 class DeploymentConfig(_Strict):
@@ -149,24 +193,24 @@ class ConfigError(Exception):
     pass
 
 
-def _expand(value: Any) -> Any:
+def _expand(value: Any, env: Mapping[str, str]) -> Any:
     if isinstance(value, str):
-        return _ENV_REF.sub(lambda m: os.environ.get(m.group(1)) or (m.group(2) or ""), value)
+        return _ENV_REF.sub(lambda m: env.get(m.group(1)) or (m.group(2) or ""), value)
     if isinstance(value, list):
-        return [_expand(v) for v in value]
+        return [_expand(v, env) for v in value]
     if isinstance(value, dict):
-        return {k: _expand(v) for k, v in value.items()}
+        return {k: _expand(v, env) for k, v in value.items()}
     return value
 
 
-def _drop_disabled(raw: dict[str, Any]) -> dict[str, Any]:
+def _drop_disabled(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
     providers = raw.get("providers") or {}
     if not isinstance(providers, dict):
         return raw
     disabled = {
         name
         for name, p in providers.items()
-        if isinstance(p, dict) and p.get("enabled_if_env") and not os.environ.get(p["enabled_if_env"])
+        if isinstance(p, dict) and p.get("enabled_if_env") and not env.get(p["enabled_if_env"])
     }
     if not disabled:
         return raw
@@ -185,8 +229,17 @@ def parse_config(text: str, source: str = "<string>") -> ModelRouterConfig:
         raise ConfigError(f"{source}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the top level must be a mapping")
+    # Imported here: seed_settings builds on this module. The seeds' variables (seed_settings) are
+    # read as ours, and their providers added, before the config is checked.
+    from common import seed_settings
+
     try:
-        return ModelRouterConfig.model_validate(_expand(_drop_disabled(raw)))
+        env = seed_settings.environment(os.environ)
+        expanded = seed_settings.apply(_expand(_drop_disabled(raw, env), env), env)
+    except seed_settings.SeedSettingsError as exc:
+        raise ConfigError(f"{source}: invalid seed setting: {exc}") from None
+    try:
+        return ModelRouterConfig.model_validate(expanded)
     except ValidationError as exc:
         lines = []
         for err in exc.errors():

@@ -1,4 +1,6 @@
-"""Fetching remote model catalogues: once at start, then in the background every ``refresh_s``.
+"""Fetching remote model catalogues, and discovering providers' models (``router.discovery``): once
+at start, then in the background every ``refresh_s``. Both are a ``Listing``: a URL, its headers, and
+how its answer becomes deployments; everything below is the same for the two.
 
 Each router replica fetches on its own (nothing shared, nothing to coordinate); the list a replica
 serves is the last one it fetched successfully. A failed fetch — the catalogue down, an error status,
@@ -13,16 +15,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from common.config import ModelRouterConfig, ProviderConfig, RemoteCatalogConfig
+from common.config import ModelRouterConfig
 from modelrouter.router.v1 import router_pb2
-from router.remote_catalog import OAUTH_SCHEME, CatalogFormatError, CatalogModels, catalog_models, parse_document
-from router.selection import LiveCatalog
+from router.discovery import discovery_listings
+from router.remote_catalog import (
+    CatalogFetchError,
+    CatalogFormatError,
+    CatalogModels,
+    catalog_listings,
+)
+from router.selection import ResolvedDeployment
 
 log = logging.getLogger(__name__)
 
@@ -30,17 +39,37 @@ log = logging.getLogger(__name__)
 RETRY_AFTER_FAILURE_S = 30.0
 
 
-class CatalogFetchError(Exception):
-    """A fetch that yielded no list; the message is what Status shows."""
+__all__ = ["CatalogFetchError", "CatalogRefresher", "Listing", "ModelTable"]
+
+
+class Listing(Protocol):
+    """Where a provider's model list comes from: ``remote_catalog.CatalogListing`` or
+    ``discovery.DiscoveryListing``."""
+
+    what: str  # "catalogue", "model listing": how messages name it
+    provider_name: str
+    url: str
+    refresh_s: float
+    timeout_s: float
+
+    def headers(self, env: Mapping[str, str]) -> dict[str, str]:
+        """The fetch's headers (its credential); CatalogFetchError when one is missing."""
+
+    def models_of(self, raw: bytes) -> CatalogModels:
+        """The deployments of a fetched answer; CatalogFormatError when it is not a list."""
+
+
+class ModelTable(Protocol):
+    """What the refresher feeds: ``selection.LiveCatalog``, or ``wildcard.WildcardTable`` around one."""
+
+    def replace(self, provider: str, deployments: Iterable[ResolvedDeployment]) -> None: ...
 
 
 @dataclass
 class _Source:
-    """One provider's catalogue and what this replica knows about it."""
+    """One provider's listing and what this replica knows about it."""
 
-    provider_name: str
-    provider: ProviderConfig
-    catalog: RemoteCatalogConfig
+    listing: Listing
     models: int = 0
     skipped: tuple[str, ...] = ()  # why entries of the last good list were left out
     last_success: float = 0.0
@@ -48,10 +77,14 @@ class _Source:
     last_error_at: float = 0.0
     consecutive_failures: int = 0
 
+    @property
+    def provider_name(self) -> str:
+        return self.listing.provider_name
+
     def status(self) -> router_pb2.CatalogStatus:
         return router_pb2.CatalogStatus(
             provider=self.provider_name,
-            url=_public_url(self.catalog.url),
+            url=_public_url(self.listing.url),
             models=self.models,
             last_success=self.last_success,
             last_error=self.last_error,
@@ -62,12 +95,12 @@ class _Source:
 
 
 class CatalogRefresher:
-    """Keeps ``table`` fed with every configured catalogue's latest good list."""
+    """Keeps ``table`` fed with every configured catalogue's and discovering provider's latest good list."""
 
     def __init__(
         self,
         config: ModelRouterConfig,
-        table: LiveCatalog,
+        table: ModelTable,
         http: httpx.AsyncClient,
         env: Mapping[str, str],
         *,
@@ -77,13 +110,8 @@ class CatalogRefresher:
         self._http = http
         self._env = env
         self._retry_after_failure_s = retry_after_failure_s
-        # Catalogue ids are "<provider>/<model>"; the config's own ids must never be shadowed by one.
-        self._config_ids = frozenset(d.id for d in config.deployments)
-        self._sources = [
-            _Source(name, provider, provider.catalog)
-            for name, provider in config.providers.items()
-            if provider.catalog is not None
-        ]
+        listings: list[Listing] = [*catalog_listings(config), *discovery_listings(config)]
+        self._sources = [_Source(listing) for listing in listings]
         self._tasks: list[asyncio.Task[None]] = []
         # Rebuilding the table runs in a thread; one rebuild at a time, so two catalogues refreshed
         # together never lose each other's list.
@@ -108,7 +136,7 @@ class CatalogRefresher:
         return [source.status() for source in self._sources]
 
     async def _keep_fresh(self, source: _Source, last_ok: bool) -> None:
-        refresh_s = source.catalog.refresh_s
+        refresh_s = source.listing.refresh_s
         while True:
             await asyncio.sleep(refresh_s if last_ok else min(refresh_s, self._retry_after_failure_s))
             last_ok = await self._refresh(source)
@@ -124,14 +152,14 @@ class CatalogRefresher:
             self._record_failure(source, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
             return False
         except Exception as exc:  # a bug must not end the refresh loop, nor hide what went wrong
-            log.exception("catalogue of %s: unexpected failure", source.provider_name)
+            log.exception("%s of %s: unexpected failure", source.listing.what, source.provider_name)
             self._record_failure(source, f"{type(exc).__name__}: {exc}")
             return False
         if models.skipped != source.skipped:  # said once, not at every refresh of the same list
             for reason in models.skipped:
-                log.warning("catalogue of %s: skipped %s", source.provider_name, reason)
+                log.warning("%s of %s: skipped %s", source.listing.what, source.provider_name, reason)
         if len(models.deployments) != source.models or source.consecutive_failures or not source.last_success:
-            log.info("catalogue of %s: serving %d models", source.provider_name, len(models.deployments))
+            log.info("%s of %s: serving %d models", source.listing.what, source.provider_name, len(models.deployments))
         async with self._rebuild:
             await asyncio.to_thread(self._table.replace, source.provider_name, models.deployments)
         source.models = len(models.deployments)
@@ -141,35 +169,26 @@ class CatalogRefresher:
         return True
 
     async def _fetch(self, source: _Source) -> CatalogModels:
-        catalog = source.catalog
-        headers: dict[str, str] = {}
-        if catalog.token_env:
-            token = self._env.get(catalog.token_env)
-            if not token:
-                raise CatalogFetchError(f"{catalog.token_env} is not set")
-            headers["Authorization"] = f"{OAUTH_SCHEME} {token}"
+        listing = source.listing
+        headers = listing.headers(self._env)
         try:
             # httpx's timeout bounds each read; this bounds the whole fetch (a start waits on it).
-            async with asyncio.timeout(catalog.timeout_s):
-                response = await self._http.get(catalog.url, headers=headers, timeout=catalog.timeout_s)
+            async with asyncio.timeout(listing.timeout_s):
+                response = await self._http.get(listing.url, headers=headers, timeout=listing.timeout_s)
         except TimeoutError:
-            raise CatalogFetchError(f"the catalogue did not answer within {catalog.timeout_s:g}s") from None
+            raise CatalogFetchError(f"the {listing.what} did not answer within {listing.timeout_s:g}s") from None
         if response.is_error or response.is_redirect:
-            raise CatalogFetchError(f"the catalogue answered HTTP {response.status_code}")
+            raise CatalogFetchError(f"the {listing.what} answered HTTP {response.status_code}")
         # Parsing and building a large catalogue takes tens of milliseconds (about 25 ms for 1,000
         # models): off the event loop, so Route calls are not held up behind it.
-        return await asyncio.to_thread(self._models_of, source, response.content)
-
-    def _models_of(self, source: _Source, raw: bytes) -> CatalogModels:
-        entries = parse_document(raw)
-        return catalog_models(source.provider_name, source.provider, source.catalog, entries, self._config_ids)
+        return await asyncio.to_thread(listing.models_of, response.content)
 
     def _record_failure(self, source: _Source, error: str) -> None:
         source.last_error = error
         source.last_error_at = time.time()
         source.consecutive_failures += 1
         kept = f"keeping the last good list ({source.models} models)" if source.last_success else "no list yet"
-        log.warning("catalogue of %s: fetch failed: %s; %s", source.provider_name, error, kept)
+        log.warning("%s of %s: fetch failed: %s; %s", source.listing.what, source.provider_name, error, kept)
 
 
 def _public_url(url: str) -> str:

@@ -17,7 +17,7 @@ import uvloop
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
-from common import telemetry
+from common import seed_settings, telemetry
 from common.config import ModelRouterConfig, load_config_or_exit
 from common.lifecycle import install_stop_signals, settle_heap
 from common.messaging import DependencyUnavailable, connect_nats
@@ -25,10 +25,10 @@ from common.settings import RouterSettings, load_settings
 from router.catalog_refresh import CatalogRefresher
 from router.limits.admission import KeyLimits
 from router.limits.ledger import SpendLedger
-from router.selection import LiveCatalog
 from router.server import RouterServer
 from router.servicer import RouterServicer
 from router.state import RouterState
+from router.wildcard import routing_table
 
 log = logging.getLogger("router")
 
@@ -87,8 +87,9 @@ async def serve(settings: RouterSettings, config: ModelRouterConfig) -> None:
             raise DependencyUnavailable(
                 "redis", _without_password(settings.redis_url), str(exc) or type(exc).__name__
             ) from None
-        table = LiveCatalog(config)
-        catalogs = CatalogRefresher(config, table, http, os.environ)
+        table = routing_table(config)
+        # The seeds' variables as ours (common.seed_settings): the keys discovery lists models with.
+        catalogs = CatalogRefresher(config, table, http, seed_settings.environment(os.environ))
         servicer = RouterServicer(table, state, catalogs, limits)
         try:
             server = RouterServer(servicer, settings.router_listen)

@@ -13,7 +13,8 @@ The document (``RemoteCatalogConfig.url``) is ``{"models": [{"model_version", "m
   operations live, as ``endpoint:<operation>`` options. A handle or path naming another host
   (``https://...``, ``//host/...``) is refused: the catalogue's token goes with every request, and
   must never leave the catalogue's origin.
-- adapter = ``families[model_family]``; an entry of an unmapped family is skipped (and logged).
+- adapter = ``families[model_family]``; an entry of an unmapped family is skipped (and logged), or,
+  with ``infer_adapters``, takes the adapter its handle's path names (``router.handle_formats``).
 - deployment id = ``<provider>/<model_version>``: stable across fetches and router replicas, so
   the health and rate-limit state in Redis follows the model, not the fetch.
 - the key: the catalogue's ``token_env``, sent as ``Authorization: OAuth <token>`` (the Target option
@@ -26,7 +27,7 @@ entry is skipped, so one typo upstream does not hide every other model.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -38,12 +39,14 @@ from common.config import (
     AUTH_SCHEME_OPTION,
     ENDPOINT_OPTION,
     DeploymentConfig,
+    ModelRouterConfig,
     Price,
     ProviderConfig,
     RemoteCatalogConfig,
     endpoint_option,
 )
 from common.providers.base import Operation
+from router.handle_formats import adapter_of_handle
 from router.selection import ResolvedDeployment
 
 log = logging.getLogger(__name__)
@@ -55,6 +58,10 @@ OPERATIONS = frozenset({Operation.CHAT, Operation.COMPLETIONS, Operation.EMBEDDI
 
 class CatalogFormatError(Exception):
     """The document is not a catalogue: the fetch fails as a whole."""
+
+
+class CatalogFetchError(Exception):
+    """A fetch that yielded no list; the message is what Status shows."""
 
 
 class CatalogEntry(BaseModel):
@@ -142,6 +149,11 @@ def catalog_models(
             skipped.append(f"models.{index}: {_reason(exc)}")
             continue
         adapter = catalog.families.get(entry.model_family)
+        if adapter is None and catalog.infer_adapters:
+            adapter = adapter_of_handle(entry.handle)
+            if adapter is None:
+                skipped.append(f"models.{index} ({entry.model_version}): no known API ends its handle {entry.handle!r}")
+                continue
         if adapter is None:
             skipped.append(f"models.{index} ({entry.model_version}): unknown model_family {entry.model_family!r}")
             continue
@@ -174,3 +186,36 @@ def _reason(exc: ValidationError | ValueError) -> str:
     if isinstance(exc, ValidationError):
         return "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'entry'}: {err['msg']}" for err in exc.errors())
     return str(exc)
+
+
+class CatalogListing:
+    """One provider's remote catalogue, as the refresher fetches it (``catalog_refresh.Listing``)."""
+
+    what = "catalogue"
+
+    def __init__(self, provider_name: str, provider: ProviderConfig, config: ModelRouterConfig) -> None:
+        assert provider.catalog is not None
+        self.provider_name = provider_name
+        self.provider = provider
+        self.catalog = provider.catalog
+        self.url = provider.catalog.url
+        self.refresh_s = provider.catalog.refresh_s
+        self.timeout_s = provider.catalog.timeout_s
+        # Catalogue ids are "<provider>/<model>"; the config's own ids must never be shadowed by one.
+        self._config_ids = frozenset(d.id for d in config.deployments)
+
+    def headers(self, env: Mapping[str, str]) -> dict[str, str]:
+        if not self.catalog.token_env:
+            return {}
+        token = env.get(self.catalog.token_env)
+        if not token:
+            raise CatalogFetchError(f"{self.catalog.token_env} is not set")
+        return {"Authorization": f"{OAUTH_SCHEME} {token}"}
+
+    def models_of(self, raw: bytes) -> CatalogModels:
+        entries = parse_document(raw)
+        return catalog_models(self.provider_name, self.provider, self.catalog, entries, self._config_ids)
+
+
+def catalog_listings(config: ModelRouterConfig) -> list[CatalogListing]:
+    return [CatalogListing(name, provider, config) for name, provider in config.providers.items() if provider.catalog]

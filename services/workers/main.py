@@ -8,6 +8,7 @@ import os
 
 import uvloop
 
+from common import seed_settings
 from common.health import HealthServer
 from common.lifecycle import install_stop_signals, settle_heap
 from common.messaging import DependencyUnavailable, connect_nats
@@ -35,7 +36,8 @@ async def serve(settings: WorkerSettings, *, jobs_subject: str | None = None) ->
             nc,
             adapters,
             settings.instance_id,
-            os.environ,
+            # The seeds' key variables as ours, and ROUTER_SERVICES' inline keys (common.seed_settings).
+            seed_settings.environment(os.environ),
             accept_delay_s=settings.accept_delay_s,
             heartbeat_s=settings.heartbeat_s,
         )
@@ -77,4 +79,7 @@ def main(*, jobs_subject: str | None = None) -> int:
     except DependencyUnavailable as exc:
         log.error("%s", exc)
         return 1
+    except seed_settings.SeedSettingsError as exc:  # names the variable and field, never a key
+        log.error("%s", exc)
+        return 2
     return 0
