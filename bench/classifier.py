@@ -1,0 +1,81 @@
+"""What auto routing's prompt classifier costs per request, and how often it is right.
+
+    python -m bench.classifier [--repeat N] [--classifier heuristic]
+
+Each labelled prompt of ``tests/data/prompt_classes*.jsonl`` is parsed once into the chat request the
+gateway would hold, then classified ``--repeat`` times; the figures are per call of
+``PromptClassifier.classify`` (text extraction included), in microseconds of wall time on one core.
+A long prompt (a 200 KB pasted document) is timed too: its cost must stay bounded. The budget is
+50 µs per request at p99 (issue 16).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from gateway.prompt_class import classifier_named
+from gateway.schemas import ChatCompletionRequest
+
+DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
+SETS = ("prompt_classes.jsonl", "prompt_classes_holdout.jsonl")
+BUDGET_US = 50.0
+
+
+def labelled(name: str) -> list[tuple[str, ChatCompletionRequest]]:
+    out = []
+    for line in (DATA / name).read_text().splitlines():
+        row = json.loads(line)
+        body = {"model": "auto", "messages": [{"role": "user", "content": row["prompt"]}]}
+        out.append((row["class"], ChatCompletionRequest.model_validate(body)))
+    return out
+
+
+def timings_us(classify: Any, bodies: list[ChatCompletionRequest], repeat: int) -> list[float]:
+    samples: list[float] = []
+    clock = time.perf_counter_ns
+    for _ in range(repeat):
+        for body in bodies:
+            start = clock()
+            classify(body)
+            samples.append((clock() - start) / 1000)
+    return samples
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=200)
+    parser.add_argument("--classifier", default="heuristic")
+    args = parser.parse_args()
+    classifier = classifier_named(args.classifier)
+    print(f"classifier: {classifier.name}")
+    everything: list[ChatCompletionRequest] = []
+    for name in SETS:
+        rows = labelled(name)
+        right = sum(classifier.classify(body) == label for label, body in rows)
+        print(f"{name}: accuracy {right / len(rows):.1%} ({right}/{len(rows)})")
+        everything += [body for _, body in rows]
+    timings_us(classifier.classify, everything, 5)  # warm up
+    samples = timings_us(classifier.classify, everything, args.repeat)
+    p50, p99 = statistics.median(samples), percentile(samples, 0.99)
+    print(f"labelled prompts, {len(samples):,} calls: p50 {p50:.1f} µs, p99 {p99:.1f} µs, max {max(samples):.1f} µs")
+    report = "Summarise this report. " + "lorem ipsum " * 17_000
+    message = {"role": "user", "content": report}
+    long_doc = ChatCompletionRequest.model_validate({"model": "auto", "messages": [message]})
+    long_samples = timings_us(classifier.classify, [long_doc], args.repeat)
+    print(f"a 200 KB prompt: p50 {statistics.median(long_samples):.1f} µs, p99 {percentile(long_samples, 0.99):.1f} µs")
+    verdict = "within" if p99 <= BUDGET_US else "OVER"
+    print(f"budget {BUDGET_US:g} µs per request at p99: {verdict}")
+
+
+if __name__ == "__main__":
+    main()
