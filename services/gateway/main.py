@@ -19,6 +19,7 @@ from common.lifecycle import settle_heap
 from common.messaging import DependencyUnavailable, connect_nats, ensure_usage_stream
 from common.settings import GatewaySettings, load_settings
 from gateway.app import create_app
+from gateway.auto_routing import AutoRouting
 from gateway.deps import Gateway
 from gateway.dispatch import Dispatcher
 from gateway.job_bodies import JobBodies
@@ -77,7 +78,8 @@ async def build_gateway(
     keys = Keyring(settings, list(config.keys))
     watch = KeyringWatch(nc, keys, settings.keys_bucket, resync_s=settings.keys_resync_s)
     await watch.start()
-    return Gateway(settings, keys, router, dispatcher, nc, watch=watch), hub, bodies, usage
+    auto = AutoRouting.configured(settings, config)
+    return Gateway(settings, keys, router, dispatcher, nc, watch=watch, auto=auto), hub, bodies, usage
 
 
 async def serve(settings: GatewaySettings, config: ModelRouterConfig) -> None:
