@@ -224,7 +224,12 @@ class Dispatcher:
                 call.admission.first = n == 0  # later attempts ride on the first one's reservation
             try:
                 route = await self._router.route(
-                    call.model, call.key_id, call.estimated_tokens, exclude, call.admission, call.prompt_class
+                    call.model,
+                    call.key_id,
+                    call.estimated_tokens,
+                    exclude,
+                    call.admission,
+                    prompt_class=call.prompt_class,
                 )
             except (NoHealthyTargetError, RateLimitError):
                 if last_error is not None:  # the first failure says more than "nothing left"
