@@ -25,6 +25,7 @@ from gateway.dispatch import Dispatcher
 from gateway.job_bodies import JobBodies
 from gateway.keyring import Keyring
 from gateway.keyring_watch import KeyringWatch
+from gateway.prompt_class import UnknownClassifierError
 from gateway.replies import ReplyHub
 from gateway.router_client import RouterClient
 from gateway.usage import UsagePublisher
@@ -56,6 +57,7 @@ class _DrainingServer(uvicorn.Server):
 async def build_gateway(
     settings: GatewaySettings, config: ModelRouterConfig
 ) -> tuple[Gateway, ReplyHub, JobBodies, UsagePublisher]:
+    auto = AutoRouting.configured(settings, config)  # first: a bad PROMPT_CLASSIFIER stops the start
     nc = await connect_nats(settings.nats_url, f"gateway-{settings.instance_id}")
     await ensure_usage_stream(nc, settings.usage_stream, settings.usage_subject)
     hub = ReplyHub(nc, settings.instance_id)
@@ -78,7 +80,6 @@ async def build_gateway(
     keys = Keyring(settings, list(config.keys))
     watch = KeyringWatch(nc, keys, settings.keys_bucket, resync_s=settings.keys_resync_s)
     await watch.start()
-    auto = AutoRouting.configured(settings, config)
     return Gateway(settings, keys, router, dispatcher, nc, watch=watch, auto=auto), hub, bodies, usage
 
 
@@ -132,5 +133,8 @@ def main() -> None:
     except DependencyUnavailable as exc:
         sys.stderr.write(f"gateway: {exc}\n")
         raise SystemExit(1) from None
+    except UnknownClassifierError as exc:
+        sys.stderr.write(f"gateway: PROMPT_CLASSIFIER: {exc}\n")
+        raise SystemExit(2) from None
     finally:
         tracer_provider.shutdown()

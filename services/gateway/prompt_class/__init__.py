@@ -5,6 +5,6 @@ one); ``classifier_named`` builds the one a setting names.
 """
 
 from gateway.prompt_class.base import CLASSES, PromptClassifier
-from gateway.prompt_class.registry import CLASSIFIERS, classifier_named
+from gateway.prompt_class.registry import CLASSIFIERS, UnknownClassifierError, classifier_named
 
-__all__ = ["CLASSES", "CLASSIFIERS", "PromptClassifier", "classifier_named"]
+__all__ = ["CLASSES", "CLASSIFIERS", "PromptClassifier", "UnknownClassifierError", "classifier_named"]

@@ -10,6 +10,11 @@ from collections.abc import Callable
 from gateway.prompt_class.base import PromptClassifier
 from gateway.prompt_class.heuristic import HeuristicClassifier
 
+
+class UnknownClassifierError(ValueError):
+    """``PROMPT_CLASSIFIER`` names no classifier: the gateway stops at start, saying so."""
+
+
 CLASSIFIERS: dict[str, Callable[[], PromptClassifier]] = {"heuristic": HeuristicClassifier}
 
 
@@ -17,5 +22,6 @@ def classifier_named(name: str) -> PromptClassifier:
     try:
         factory = CLASSIFIERS[name]
     except KeyError:
-        raise ValueError(f"unknown prompt classifier {name!r}; known: {', '.join(sorted(CLASSIFIERS))}") from None
+        known = ", ".join(sorted(CLASSIFIERS))
+        raise UnknownClassifierError(f"unknown prompt classifier {name!r}; known: {known}") from None
     return factory()
