@@ -250,7 +250,8 @@ def _classifier(add: Add, results: BenchResults) -> None:
     add("")
     add(
         f"`{c['classifier']}`, per request with `model: auto` (in-process, {c['calls']:,} calls over the labelled "
-        f"prompts; budget {c['budget_us']:g} µs): p50 {c['p50_us']:.1f} µs, p99 {c['p99_us']:.1f} µs; a 200 KB "
+        f"prompts; budget {c['budget_us']:g} µs): p50 {c['p50_us']:.1f} µs, p99 {c['p99_us']:.1f} µs "
+        f"(CPU time: p50 {c.get('cpu_p50_us', 0):.1f} µs, p99 {c.get('cpu_p99_us', 0):.1f} µs); a 200 KB "
         f"prompt p50 {c['long_prompt_p50_us']:.1f} µs. Accuracy: "
         + ", ".join(f"{name} {value:.1%}" for name, value in c["accuracy"].items())
         + ". Other requests are not classified."
