@@ -94,7 +94,11 @@ def test_accuracy_on_the_held_out_set() -> None:
         ("Show that the function f(x) = x^2 is convex.", "complex"),  # maths, not code
         ("Plan the move to Postgres: walk me through the phases and their risks.", "complex"),
         ("Please: 1) list the causes, 2) rank them, 3) say what to do first.", "complex"),
-        ("word " * 200, "complex"),  # long
+        ("word " * 200, "complex"),  # long, with no ask for writing
+        ("Rewrite this so it sounds friendlier: " + "we regret to inform you. " * 40, "general"),
+        ("The meeting notes. " * 40 + "Can you suggest a title for them?", "general"),  # the ask closes it
+        ("The meeting notes. " * 40 + "Analyze why the project slipped.", "complex"),
+        ("The city's new bike-share program turns one.", "simple"),  # "program": not software
         ("Write a haiku about rain.", "general"),
         ("", "simple"),  # nothing to go on: the cheapest class
     ],
