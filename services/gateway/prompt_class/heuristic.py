@@ -14,10 +14,11 @@ Signals, strongest first:
   suggest, some ideas...).
 
 It runs on the event loop for every auto request (budget: 50 µs), so it avoids what Python's ``re``
-does slowly, a large alternation tried at every position of the text: keywords are looked up in a
-set of the prompt's words and phrases searched only when their word is there
-(``gateway.prompt_class.vocabulary``), code marks are plain substring searches (C loops), and the
-few regular expressions run only after a substring gate says they can match. The cost is bounded
+does slowly, an alternation of words behind ``\b`` tried at every position of the text (nothing lets
+sre skip a position): keywords are looked up in a set of the prompt's words and phrases searched only
+when their word is there (``gateway.prompt_class.vocabulary``); the code marks are one alternation of
+literals (sre skips every position whose character starts none), and the few other regular
+expressions run only after a substring gate says they can match. The cost is bounded
 whatever the prompt's size: the fence test reads its first ``FENCE_CHARS`` (a pasted file usually
 starts with its fence), everything else its first ``SCAN_CHARS``, where the ask is, and for a long
 prompt its last ``TAIL_CHARS`` too (where a long prompt's ask may be instead).
@@ -36,7 +37,8 @@ SCAN_CHARS: Final = 600
 TAIL_CHARS: Final = 300
 FENCE_CHARS: Final = 8192
 SIMPLE_MAX_CHARS: Final = 100
-# A prompt this long asks for several things or for a careful answer.
+# Longer than this, a prompt that asks neither for reasoning nor for writing is complex: it asks for
+# several things, or for a careful answer.
 LONG_CHARS: Final = 600
 
 # Case-sensitive substrings only code (or a program's output) has.
