@@ -73,6 +73,7 @@ def render(results: BenchResults, chart_name: str | None) -> str:
     _cpu(add, results)
     _memory(add, results)
     _leak(add, results)
+    _classifier(add, results)
     _client(add, results)
     return "\n".join(lines) + "\n"
 
@@ -238,6 +239,23 @@ def _leak(add: Add, results: BenchResults) -> None:
             f"| {process} | {leak.rss_first_mib[process]:.1f} | {leak.rss_total_mib[process]:.1f} | "
             f"{leak.growth_pct(process):+.1f}% |"
         )
+    add("")
+
+
+def _classifier(add: Add, results: BenchResults) -> None:
+    c = results.classifier
+    if not c:
+        return
+    add("## Auto routing's prompt classifier")
+    add("")
+    add(
+        f"`{c['classifier']}`, per request with `model: auto` (in-process, {c['calls']:,} calls over the labelled "
+        f"prompts; budget {c['budget_us']:g} µs): p50 {c['p50_us']:.1f} µs, p99 {c['p99_us']:.1f} µs "
+        f"(CPU time: p50 {c.get('cpu_p50_us', 0):.1f} µs, p99 {c.get('cpu_p99_us', 0):.1f} µs); a 200 KB "
+        f"prompt p50 {c['long_prompt_p50_us']:.1f} µs. Accuracy: "
+        + ", ".join(f"{name} {value:.1%}" for name, value in c["accuracy"].items())
+        + ". Other requests are not classified."
+    )
     add("")
 
 

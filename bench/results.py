@@ -68,6 +68,8 @@ class BenchResults:
     # Target -> names of its backing processes (mock upstream, NATS, Redis).
     backing: dict[str, list[str]] = field(default_factory=dict)
     leak: LeakResult | None = None
+    # Auto routing's prompt classifier, measured in-process (bench.classifier.measure).
+    classifier: dict[str, Any] = field(default_factory=dict)
     duration_s: float = 0.0
 
     def save(self, path: Path) -> None:

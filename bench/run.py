@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from bench import litellm_proxy, procstat
+from bench import classifier, litellm_proxy, procstat
 from bench.chart import render_chart
 from bench.environment import Upstream, running
 from bench.machine import OtherLoad, describe
@@ -71,6 +71,8 @@ def run_bench(options: Options) -> Output:
         "litellm": f"{litellm_proxy.VERSION}, 1 worker" if options.litellm else "not run",
     }
     results = BenchResults(started_at=started.strftime("%Y-%m-%d %H:%M"), settings=settings, machine=describe())
+    # Before the stack starts, so nothing else competes for the core it runs on.
+    results.classifier = classifier.measure(repeat=20 if plan is QUICK else 200)
     upstream = Upstream(options.latency_ms, plan.stream_chunks, options.chunk_interval_ms)
     with running(workdir, upstream, options.database_url, options.recreate_database, options.litellm) as env:
         targets, modelrouter = env.targets, env.modelrouter

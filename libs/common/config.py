@@ -158,6 +158,9 @@ class ModelRouterConfig(_Strict):
     deployments: list[DeploymentConfig] = Field(default_factory=list)
     keys: list[KeyConfig] = Field(default_factory=list)
     health: HealthConfig = Field(default_factory=HealthConfig)
+    # The model of a request that names none ("auto": picked by the prompt's class); "": a body must
+    # name its model. The environment's DEFAULT_MODEL overrides it.
+    default_model: str = ""
 
     @model_validator(mode="after")
     def _check_references(self) -> ModelRouterConfig:

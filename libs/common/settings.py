@@ -70,6 +70,11 @@ class GatewaySettings(CommonSettings):
     # Usage events of this long go to JetStream as one message (0: one message per request). A
     # JetStream publish and its ack cost ~0.2 ms of CPU; gathered, a request pays a fraction of it.
     usage_linger_s: float = Field(default=0.01, ge=0, le=1.0)
+    # The model of a request that names none (seed 004's DEFAULT_MODEL); overrides the config's
+    # default_model. "auto" routes it by its prompt's class.
+    default_model: str = ""
+    # Which gateway.prompt_class classifier sorts auto requests.
+    prompt_classifier: str = "heuristic"
 
 
 class RouterSettings(CommonSettings):

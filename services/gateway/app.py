@@ -11,7 +11,7 @@ from gateway import errors, openapi
 from gateway.admin import routes as admin
 from gateway.deps import Gateway
 from gateway.edge import FastLane, ServerSpans
-from gateway.routes import auth, generate, health, messages, models
+from gateway.routes import auth, generate, health, messages, models, operator
 
 UNTRACED_PATHS = ("/health", "/ready")
 NO_FASTAPI_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}
@@ -27,7 +27,7 @@ def create_api(gateway: Gateway) -> FastAPI:
     errors.install(api)
     # Also registered with FastAPI: for its 405 on other methods, and for anyone reading its routes.
     api.router.routes.extend(FAST_ROUTES)
-    for module in (models, health, auth, admin):
+    for module in (models, health, auth, admin, operator):
         api.include_router(module.router)
     openapi.install(api)
     return api

@@ -3,7 +3,7 @@ the hot path) by calling ``gateway_of`` and ``Keyring.authenticate`` directly.""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
@@ -11,6 +11,7 @@ from nats.aio.client import Client as NATS
 
 from common.errors import PayloadTooLargeError, PermissionDeniedError
 from common.settings import GatewaySettings
+from gateway.auto_routing import AutoRouting
 from gateway.dispatch import Dispatcher
 from gateway.keyring import Keyring, Principal
 from gateway.keyring_watch import KeyringWatch
@@ -28,6 +29,7 @@ class Gateway:
     nats: NATS
     watch: KeyringWatch | None = None  # keeps ``keys`` equal to the keys bucket
     draining: bool = False
+    auto: AutoRouting = field(default_factory=AutoRouting)  # the default model and the prompt classifier
 
 
 def gateway_of(request: Request) -> Gateway:

@@ -61,6 +61,7 @@ class Call:
     include_usage: bool = False
     estimated_tokens: int = 0
     team_id: str = ""
+    prompt_class: str = ""  # for model "auto": the classifier's class of the prompt
     # The key's and team's limits for the router (None: an ungoverned key), and once routed the
     # x-ratelimit-* headers of the answer.
     admission: router_pb2.Admission | None = None
@@ -223,7 +224,12 @@ class Dispatcher:
                 call.admission.first = n == 0  # later attempts ride on the first one's reservation
             try:
                 route = await self._router.route(
-                    call.model, call.key_id, call.estimated_tokens, exclude, call.admission
+                    call.model,
+                    call.key_id,
+                    call.estimated_tokens,
+                    exclude,
+                    call.admission,
+                    prompt_class=call.prompt_class,
                 )
             except (NoHealthyTargetError, RateLimitError):
                 if last_error is not None:  # the first failure says more than "nothing left"

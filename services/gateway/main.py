@@ -19,11 +19,13 @@ from common.lifecycle import settle_heap
 from common.messaging import DependencyUnavailable, connect_nats, ensure_usage_stream
 from common.settings import GatewaySettings, load_settings
 from gateway.app import create_app
+from gateway.auto_routing import AutoRouting
 from gateway.deps import Gateway
 from gateway.dispatch import Dispatcher
 from gateway.job_bodies import JobBodies
 from gateway.keyring import Keyring
 from gateway.keyring_watch import KeyringWatch
+from gateway.prompt_class import UnknownClassifierError
 from gateway.replies import ReplyHub
 from gateway.router_client import RouterClient
 from gateway.usage import UsagePublisher
@@ -55,6 +57,7 @@ class _DrainingServer(uvicorn.Server):
 async def build_gateway(
     settings: GatewaySettings, config: ModelRouterConfig
 ) -> tuple[Gateway, ReplyHub, JobBodies, UsagePublisher]:
+    auto = AutoRouting.configured(settings, config)  # first: a bad PROMPT_CLASSIFIER stops the start
     nc = await connect_nats(settings.nats_url, f"gateway-{settings.instance_id}")
     await ensure_usage_stream(nc, settings.usage_stream, settings.usage_subject)
     hub = ReplyHub(nc, settings.instance_id)
@@ -77,7 +80,7 @@ async def build_gateway(
     keys = Keyring(settings, list(config.keys))
     watch = KeyringWatch(nc, keys, settings.keys_bucket, resync_s=settings.keys_resync_s)
     await watch.start()
-    return Gateway(settings, keys, router, dispatcher, nc, watch=watch), hub, bodies, usage
+    return Gateway(settings, keys, router, dispatcher, nc, watch=watch, auto=auto), hub, bodies, usage
 
 
 async def serve(settings: GatewaySettings, config: ModelRouterConfig) -> None:
@@ -130,5 +133,8 @@ def main() -> None:
     except DependencyUnavailable as exc:
         sys.stderr.write(f"gateway: {exc}\n")
         raise SystemExit(1) from None
+    except UnknownClassifierError as exc:
+        sys.stderr.write(f"gateway: PROMPT_CLASSIFIER: {exc}\n")
+        raise SystemExit(2) from None
     finally:
         tracer_provider.shutdown()

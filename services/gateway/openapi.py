@@ -222,7 +222,9 @@ def _renamed(node: Any, renames: Mapping[str, str]) -> Any:
     return node
 
 
-def _version() -> str:
+@functools.cache
+def version() -> str:
+    """The installed package's version (the document's, and seed 001's ``GET /``)."""
     try:
         return metadata.version("modelrouter")
     except metadata.PackageNotFoundError:  # run from a source tree that was never installed
@@ -238,7 +240,7 @@ def document() -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {
             "title": TITLE,
-            "version": _version(),
+            "version": version(),
             "description": (
                 "An OpenAI-compatible LLM gateway: OpenAI's SDKs (base URL `…/v1`) and Anthropic's (base URL "
                 "`…`) work unchanged, in front of many providers, with failover and rate limits. Authenticate "
@@ -253,6 +255,7 @@ def document() -> dict[str, Any]:
             {"name": "Admin: keys", "description": "Virtual keys with limits and budgets (the master key)."},
             {"name": "Admin: teams", "description": "Teams whose limits and budgets bind the sum of their keys."},
             {"name": "Auth", "description": "Seed 001's authentication endpoints."},
+            {"name": "Operator", "description": "Routing stats, health, rate limits and providers (ops keys)."},
         ],
         "security": [{BEARER: []}, {API_KEY: []}],
         "paths": paths,

@@ -1,6 +1,7 @@
 """What the OpenAPI document (``gateway.openapi``) describes: one ``Operation`` per method and path the
 gateway serves, request bodies as the models that validate them, answers as ``gateway.openapi_shapes``.
-The admin API's and ``/auth``'s operations are in ``gateway.openapi_admin``."""
+The admin API's and ``/auth``'s operations are in ``gateway.openapi_admin``, the operator's in
+``gateway.openapi_operator``."""
 
 from __future__ import annotations
 
@@ -77,7 +78,8 @@ _GENERATING: dict[str, tuple[str, str, type[BaseModel], str | None]] = {
 def operations() -> list[Operation]:
     """Every public operation. ``tests/unit/test_gateway_openapi.py`` checks this against the routes
     the application serves, so an endpoint added without a line here fails the tests."""
-    from gateway import openapi_admin  # (it builds on Operation, defined above: imported here, not at the top)
+    # (They build on Operation, defined above: imported here, not at the top.)
+    from gateway import openapi_admin, openapi_operator
 
     generating = [
         Operation(
@@ -144,6 +146,7 @@ def operations() -> list[Operation]:
             ),
         ),
         *openapi_admin.operations(),
+        *openapi_operator.operations(),
         Operation(
             "get",
             "/health",

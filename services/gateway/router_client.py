@@ -110,6 +110,7 @@ class RouterClient:
         estimated_tokens: int,
         exclude: list[str],
         admission: router_pb2.Admission | None = None,
+        prompt_class: str = "",
     ) -> router_pb2.RouteResponse:
         request = router_pb2.RouteRequest(
             model=model,
@@ -117,6 +118,7 @@ class RouterClient:
             estimated_tokens=estimated_tokens,
             exclude_deployments=exclude,
             admission=admission,
+            prompt_class=prompt_class,
         )
         with _client_span("Route") as span:
             try:
@@ -160,6 +162,17 @@ class RouterClient:
         except grpc.aio.AioRpcError as err:
             raise _call_error(err, "") from None
         return list(response.models)
+
+    async def overview(self, key_ids: list[str]) -> router_pb2.OverviewResponse:
+        """The operator's view: every deployment's traffic, latency, health and limits, and the rate
+        windows of ``key_ids``, as the routers keep them in Redis (any replica answers the same)."""
+        try:
+            with _client_span("Overview"):
+                return await self._stub.Overview(
+                    router_pb2.OverviewRequest(key_ids=key_ids), timeout=ROUTE_TIMEOUT_S, metadata=grpc_metadata()
+                )
+        except grpc.aio.AioRpcError as err:
+            raise _call_error(err, "") from None
 
     def report(self, deployment_id: str, success: bool, status_code: int = 0, retry_after_s: float = 0) -> None:
         """Tell the router how an attempt went, without making the client wait for it."""

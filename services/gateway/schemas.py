@@ -31,7 +31,14 @@ class StreamOptions(BaseModel):
 
 class _Streamable(BaseModel):
     model_config = _PASSTHROUGH
-    model: str = Field(min_length=1)
+    # Absent: "" (a default is not validated), which the gateway replaces with its default model or
+    # refuses (gateway.auto_routing); an explicit "" is refused here.
+    model: str = Field(
+        default="",
+        min_length=1,
+        description="The model to use; `auto` lets the gateway pick one for the prompt. Required unless "
+        "the gateway has a default model (`DEFAULT_MODEL`).",
+    )
     stream: bool | None = False
     stream_options: StreamOptions | None = None
 

@@ -37,7 +37,13 @@ class _Router:
         self.target = target
 
     async def route(
-        self, model: str, key_id: str, estimated_tokens: int, exclude: list[str], admission: object = None
+        self,
+        model: str,
+        key_id: str,
+        estimated_tokens: int,
+        exclude: list[str],
+        admission: object = None,
+        prompt_class: str = "",
     ) -> router_pb2.RouteResponse:
         return router_pb2.RouteResponse(target=self.target)
 

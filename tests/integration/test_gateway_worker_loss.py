@@ -141,7 +141,13 @@ class _CountingRouter(_Router):
         self.reports: list[tuple[str, bool]] = []
 
     async def route(
-        self, model: str, key_id: str, estimated_tokens: int, exclude: list[str], admission: object = None
+        self,
+        model: str,
+        key_id: str,
+        estimated_tokens: int,
+        exclude: list[str],
+        admission: object = None,
+        prompt_class: str = "",
     ) -> Any:
         self.excluded.append(list(exclude))
         return await super().route(model, key_id, estimated_tokens, exclude)

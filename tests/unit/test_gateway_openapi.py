@@ -24,7 +24,7 @@ from gateway.routes import generate
 
 ERRORS = ("400", "401", "404", "413", "429", "500", "502", "503", "504")
 STREAMING = {"/v1/chat/completions", "/v1/completions", "/v1/messages"}
-UNAUTHENTICATED = {"/health", "/ready"}
+UNAUTHENTICATED = {"/health", "/ready", "/", "/backend/info"}
 BODIES: dict[str, type[BaseModel]] = {e.path: e.schema for e in generate.ENDPOINTS} | {"/v1/messages": MessagesRequest}
 ADMIN_BODIES: dict[tuple[str, str], type[BaseModel]] = {
     ("/admin/keys", "post"): openapi_admin.KeyCreate,

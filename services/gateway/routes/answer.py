@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Coroutine
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from starlette.requests import Request
@@ -30,10 +30,6 @@ def nobody_listening() -> Response:
 T = TypeVar("T")
 
 
-class _Routable(Protocol):
-    model: str
-
-
 def new_request_id(prefix: str) -> str:
     """Also the usage row's key; returned to the client as ``x-request-id``."""
     return f"{prefix}-{uuid.uuid4().hex}"
@@ -55,22 +51,26 @@ def max_output_tokens(parsed: object, cap: int) -> int:
 
 
 def build_call(
-    parsed: _Routable,
+    parsed: object,
     body: bytes,
     principal: Principal,
     *,
     endpoint: str,
     operation: events_pb2.Operation,
     request_id: str,
+    model: str,
+    prompt_class: str = "",
     reserve_output_tokens: int = 0,
 ) -> Call:
+    """``model``: the one to route (the body's, or the default model when it names none)."""
     stream = bool(getattr(parsed, "stream", False))
     return Call(
         request_id=request_id,
         key_id=principal.key_id,
         endpoint=endpoint,
         operation=operation,
-        model=parsed.model,
+        model=model,
+        prompt_class=prompt_class,
         body=body,
         stream=stream,
         include_usage=bool(getattr(parsed, "include_usage", False)),
@@ -89,13 +89,20 @@ async def handle(
     endpoint: str,
     operation: events_pb2.Operation,
     prefix: str,
+    auto: bool = False,
 ) -> Response:
-    """Read, validate and dispatch an OpenAI-format request; answer JSON or SSE."""
+    """Read, validate and dispatch an OpenAI-format request; answer JSON or SSE. ``auto``: the
+    endpoint generates text from a prompt, so a body may leave the model to the default model and
+    ``auto`` (gateway.auto_routing)."""
     request_id = request.state.request_id = new_request_id(prefix)
+    prompt_class = ""
     try:
         body = await read_body(request, gateway.settings.max_body_bytes)
         parsed: Any = parse_body(schema, body)
-        check_model_allowed(principal, parsed.model)
+        model = gateway.auto.model_of(parsed) if auto else parsed.model
+        check_model_allowed(principal, model)
+        if auto:
+            prompt_class = gateway.auto.prompt_class_of(parsed, model)
     except ModelRouterError as exc:  # an authenticated request that never reached a model still counts
         refused = Call(request_id, principal.key_id, endpoint, operation, model="", body=b"", team_id=principal.team_id)
         gateway.dispatcher.reject(refused, exc)
@@ -108,6 +115,8 @@ async def handle(
         operation=operation,
         request_id=request_id,
         reserve_output_tokens=gateway.settings.reserve_output_tokens,
+        model=model,
+        prompt_class=prompt_class,
     )
     return await answer(request, gateway.dispatcher, call)
 

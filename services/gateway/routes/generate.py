@@ -27,18 +27,27 @@ class Endpoint:
     schema: type[BaseModel]
     operation: events_pb2.Operation
     prefix: str  # of the request id, as OpenAI's ids start
+    auto: bool = False  # generates text from a prompt: takes model "auto" and the default model
 
     async def serve(self, request: Request) -> Response:
         gateway = gateway_of(request)
         principal = gateway.keys.authenticate(request.headers.get("authorization"), request.headers.get("x-api-key"))
         return await handle(
-            request, gateway, principal, self.schema, endpoint=self.path, operation=self.operation, prefix=self.prefix
+            request,
+            gateway,
+            principal,
+            self.schema,
+            endpoint=self.path,
+            operation=self.operation,
+            prefix=self.prefix,
+            auto=self.auto,
         )
 
 
+# The fifth field, ``auto``: these take model "auto" and the default model.
 ENDPOINTS = (
-    Endpoint("/v1/chat/completions", ChatCompletionRequest, events_pb2.OPERATION_CHAT_COMPLETIONS, "chatcmpl"),
-    Endpoint("/v1/completions", CompletionRequest, events_pb2.OPERATION_COMPLETIONS, "cmpl"),
+    Endpoint("/v1/chat/completions", ChatCompletionRequest, events_pb2.OPERATION_CHAT_COMPLETIONS, "chatcmpl", True),
+    Endpoint("/v1/completions", CompletionRequest, events_pb2.OPERATION_COMPLETIONS, "cmpl", True),
     Endpoint("/v1/embeddings", EmbeddingRequest, events_pb2.OPERATION_EMBEDDINGS, "emb"),
     Endpoint("/v1/images/generations", ImageGenerationRequest, events_pb2.OPERATION_IMAGES, "img"),
 )

@@ -65,6 +65,7 @@ async def create_message(request: Request) -> Response:
         endpoint=ENDPOINT,
         operation=events_pb2.OPERATION_CHAT_COMPLETIONS,
         model=parsed.model,  # the client's name: routing picks the deployment, of any provider
+        prompt_class=gateway.auto.prompt_class_of(parsed, parsed.model),
         body=body,
         stream=parsed.stream,
         include_usage=parsed.stream,  # message_delta reports the usage of a streamed message
