@@ -14,6 +14,7 @@ from opentelemetry.trace import Span, SpanKind
 
 from common.errors import (
     BudgetExceededError,
+    ContextLengthExceededError,
     DatabaseUnavailableError,
     ModelRouterError,
     NoHealthyTargetError,
@@ -56,6 +57,7 @@ _STATUS_CODES = {code.value[0]: code for code in grpc.StatusCode}
 _BY_CODE: dict[str, type[ModelRouterError]] = {
     BudgetExceededError.default_code or "": BudgetExceededError,
     DatabaseUnavailableError.default_code or "": DatabaseUnavailableError,
+    ContextLengthExceededError.default_code or "": ContextLengthExceededError,
 }
 
 

@@ -8,8 +8,8 @@ while the previous message is being written go out together in the next one.
 
 Every request the router has read is answered, also when the caller retires the stream (half-close:
 the call then ends OK) and when the server stops (the stream ends UNAVAILABLE once its answers are out).
-Settlements ride on the same messages (the gateway coalesces them with its Routes) and get no answer:
-they are applied, and a stream ends only once those it carried are.
+Settlements and outcome reports ride on the same messages (the gateway coalesces them with its Routes)
+and get no answer: they are applied, and a stream ends only once those it carried are.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 Decide = Callable[[router_pb2.RouteRequest], Awaitable[router_pb2.RouteResponse]]
 Settle = Callable[[Sequence[router_pb2.Settlement]], Awaitable[None]]
+Report = Callable[[Sequence[router_pb2.OutcomeReport]], Awaitable[None]]
 # RouteBatchStream's, or the one-per-message RouteStream's
 StreamContext: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 
@@ -52,9 +53,12 @@ class _OpenStream:
 class RouteStreams:
     """Serves the server's open RouteStreams; ``close`` ends them when the server stops."""
 
-    def __init__(self, decide: Decide, tracer: Callable[[], Tracer], settle: Settle | None = None) -> None:
+    def __init__(
+        self, decide: Decide, tracer: Callable[[], Tracer], settle: Settle | None = None, report: Report | None = None
+    ) -> None:
         self._decide = decide
         self._settle = settle
+        self._report = report
         self._tracer = tracer  # looked up per request: the server may install its own after construction
         self._open: dict[StreamContext, _OpenStream] = {}
 
@@ -77,6 +81,8 @@ class RouteStreams:
                     self._track(stream, self._answer(request, stream.outbox))
                 if batched and message.settlements and self._settle is not None:
                     self._track(stream, self._settled(message.settlements))
+                if batched and message.outcomes and self._report is not None:
+                    self._track(stream, self._reported(message.outcomes))
             await _answered(stream)
         finally:
             self._open.pop(context, None)
@@ -93,6 +99,13 @@ class RouteStreams:
             await self._settle(settlements)
         except Exception:  # fire and forget: an unsettled reservation still expires by itself
             log.exception("%d settlements failed", len(settlements))
+
+    async def _reported(self, outcomes: Sequence[router_pb2.OutcomeReport]) -> None:
+        assert self._report is not None
+        try:
+            await self._report(outcomes)
+        except Exception:  # fire and forget: health and statistics miss one attempt
+            log.exception("%d outcome reports failed", len(outcomes))
 
     async def _answer(
         self, request: router_pb2.RouteStreamRequest, outbox: CoalescingWriter[router_pb2.RouteStreamResponse]

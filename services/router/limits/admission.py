@@ -62,9 +62,15 @@ class KeyLimits:
         """The key base of a key ("key") or a team ("team")."""
         return f"{self._prefix}{kind}:{subject_id}"
 
-    async def admit(self, request: router_pb2.RouteRequest, candidates: Sequence[Candidate]) -> Pick:
+    async def admit(
+        self,
+        request: router_pb2.RouteRequest,
+        candidates: Sequence[Candidate],
+        strategy_args: Sequence[str | float] = (),
+    ) -> Pick:
         """Pick a deployment for a governed request; KeyRateLimitError / KeyBudgetExceededError /
-        LedgerUnreachableError (budget counter not rebuildable) when the key or team refuses it."""
+        LedgerUnreachableError (budget counter not rebuildable) when the key or team refuses it.
+        ``strategy_args`` follow the candidates' limits, as ``RouterState.pick`` sends them."""
         admission = request.admission
         subjects = [("key", request.key_id, admission.key_limits)]
         if admission.team_id and _any_limit(admission.team_limits):
@@ -74,7 +80,7 @@ class KeyLimits:
         budgeted = first and any(_has_budget(limits) for _, _, limits in subjects)
         keys = [self.subject_key(kind, subject_id) for kind, subject_id, _ in subjects]
         keys += [self._state.deployment_key(c.deployment_id) for c in candidates]
-        args: list[int | str] = [
+        args: list[int | float | str] = [
             self._state.window_ms,
             request.estimated_tokens,
             self._state.counter_ttl_ms,
@@ -89,6 +95,7 @@ class KeyLimits:
             args += _limit_args(limits)
         for candidate in candidates:
             args += (candidate.rpm, candidate.tpm)
+        args += strategy_args
 
         for _ in range(_SEED_ROUNDS):
             try:
