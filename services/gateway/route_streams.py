@@ -57,8 +57,10 @@ def _ended_by(error: Exception) -> Exception:
     return error  # not the stream's end but a fault of ours: let it show as what it is
 
 
-Unsent = Callable[[list[router_pb2.Settlement]], None]
-_Outgoing = router_pb2.RouteStreamRequest | router_pb2.Settlement
+# Fire-and-forget items: settlements and outcome reports (a broken stream hands back the unsent).
+Report = router_pb2.Settlement | router_pb2.OutcomeReport
+Unsent = Callable[[list[Report]], None]
+_Outgoing = router_pb2.RouteStreamRequest | router_pb2.Settlement | router_pb2.OutcomeReport
 
 
 class _Stream:
@@ -93,15 +95,17 @@ class _Stream:
         finally:
             self._pending.pop(request_id, None)
 
-    def settle(self, settlement: router_pb2.Settlement) -> None:
-        """Goes out with the next message; nothing answers it."""
-        self._outbox.put(settlement)
+    def settle(self, item: Report) -> None:
+        """A settlement or an outcome report: goes out with the next message; nothing answers it."""
+        self._outbox.put(item)
 
     async def _write(self, items: list[_Outgoing]) -> None:
         message = router_pb2.RouteStreamRequests()
         for item in items:
             if isinstance(item, router_pb2.Settlement):
                 message.settlements.append(item)
+            elif isinstance(item, router_pb2.OutcomeReport):
+                message.outcomes.append(item)
             else:
                 message.requests.append(item)
         await self._call.write(message)
@@ -109,9 +113,9 @@ class _Stream:
     def _not_sent(self, items: list[_Outgoing], error: Exception) -> None:
         """A write failed: the stream is over (or half-closed), and the router never saw these."""
         self.open = False
-        unsent: list[router_pb2.Settlement] = []
+        unsent: list[Report] = []
         for item in items:
-            if isinstance(item, router_pb2.Settlement):
+            if isinstance(item, (router_pb2.Settlement, router_pb2.OutcomeReport)):
                 unsent.append(item)
             elif (waiting := self._pending.pop(item.id, None)) is not None and not waiting.done():
                 waiting.set_exception(_ended_by(error))
@@ -197,8 +201,9 @@ class RouteStreamPool:
             stream = self._slots[self._turn] = _Stream(self._stub, self._unsent)
         return stream
 
-    def settle(self, settlement: router_pb2.Settlement) -> None:
-        self._stream().settle(settlement)
+    def settle(self, item: Report) -> None:
+        """A settlement or an outcome report, in the next message of a stream."""
+        self._stream().settle(item)
 
     def _retire(self, stream: _Stream) -> None:
         stream.open = False  # now, not when the task starts: no request may pick it meanwhile
