@@ -32,7 +32,7 @@ class RouteDecider:
             if not candidates and route.sized:
                 _raise_if_too_large(request, [route], tokens)
             pick = await self._pick(request, route, candidates)
-            return _answer(request, route, candidates, pick, route.reason)
+            return _answer(request, route, candidates, pick, route.reason, prompt_class=route.prompt_class)
         return await self._with_fallbacks(request, route, candidates, tokens)
 
     async def _with_fallbacks(
@@ -50,7 +50,7 @@ class RouteDecider:
                 first_error = first_error or exc
                 continue
             reason = route.reason if n == 0 else _fallback_reason(asked.model, route)
-            answer = _answer(request, route, usable, pick, reason, fallback=n > 0)
+            answer = _answer(request, route, usable, pick, reason, fallback=n > 0, prompt_class=asked.prompt_class)
             # What the gateway may fail over to once these run out: the later models' deployments
             # (each Route decides again; these only tell the gateway that trying on is worth it).
             for later in routes[n + 1 :]:
@@ -75,12 +75,13 @@ def _answer(
     pick: Pick,
     reason: str,
     fallback: bool = False,
+    prompt_class: str = "",
 ) -> router_pb2.RouteResponse:
     response = router_pb2.RouteResponse(
         explanation=router_pb2.RouteExplanation(
             strategy=route.strategy,
             reason=reason,
-            prompt_class=route.prompt_class,
+            prompt_class=prompt_class,
             requested_model=request.model,
             fallback=fallback,
         )

@@ -197,6 +197,9 @@ class Catalog:
                     config.auto.strategy,
                     [candidate_of(dep, provider, config.auto.strategy) for dep, provider in pairs],
                 )
+                # ``fallbacks: {auto: [...]}`` serves every class whose models cannot (none configured
+                # offline, all out): the shipped config falls back to the fake demo model.
+                route = _with_fallbacks(route, tuple(config.fallbacks.get(AUTO_MODEL, ())))
                 auto[prompt_class] = _classed(route, prompt_class, models)
         return cls(routes, owners, auto)
 
