@@ -76,13 +76,15 @@ class RouteStreams:
         stream = self._open[context] = _OpenStream(set(), CoalescingWriter(write, _undelivered))
         try:
             while (message := await context.read()) is not grpc.aio.EOF:
+                # Outcomes first: they are about attempts that ended before the requests beside them,
+                # whose picks (least-busy, latency) should see them.
+                if batched and message.outcomes and self._report is not None:
+                    self._track(stream, self._reported(message.outcomes))
                 requests = message.requests if batched else [message]
                 for request in requests:
                     self._track(stream, self._answer(request, stream.outbox))
                 if batched and message.settlements and self._settle is not None:
                     self._track(stream, self._settled(message.settlements))
-                if batched and message.outcomes and self._report is not None:
-                    self._track(stream, self._reported(message.outcomes))
             await _answered(stream)
         finally:
             self._open.pop(context, None)
