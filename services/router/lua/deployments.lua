@@ -57,8 +57,10 @@ local function pick_deployment(first_key, first_arg, cost)
 
   for i = 1, n do
     local base = KEYS[first_key + i - 1]
-    local ejected = redis.call('GET', base .. ':ej')
-    local out = redis.call('EXISTS', base .. ':cd') == 1
+    -- One call for both marks: this loop is the hot path of every Route.
+    local marks = redis.call('MGET', base .. ':cd', base .. ':ej', base .. ':fails')
+    local ejected = marks[2]
+    local out = marks[1] ~= false
     local probing = false
     if ejected and not out then
       -- Ejected: out until its time is up, then one request at a time probes it (the lock outlives a
@@ -69,7 +71,7 @@ local function pick_deployment(first_key, first_arg, cost)
     if not out then
       local rpm = tonumber(ARGV[first_arg + 2 * i - 2])
       local tpm = tonumber(ARGV[first_arg + 2 * i - 1])
-      local u = {i = i, base = base, rpm = rpm, tpm = tpm}
+      local u = {i = i, base = base, rpm = rpm, tpm = tpm, fails = marks[3]}
       local wait = 0
       if rpm > 0 then
         u.rcur, u.rprev = counts(base .. ':r')
@@ -122,14 +124,15 @@ local function pick_deployment(first_key, first_arg, cost)
     end
     reply[5], reply[6], reply[7] = limit_state(chosen.tcur + cost, chosen.tprev, chosen.tpm)
   end
-  redis.call('HINCRBY', base .. ':s', 'n', 1)
+  local picked = redis.call('HINCRBY', base .. ':s', 'n', 1)
   if strategy == 'b' or strategy == 'l' then
     -- These strategies' targets report every outcome, which ends the request's count (health.lua).
     redis.call('HINCRBY', base .. ':s', 'f', 1)
   end
-  redis.call('PEXPIRE', base .. ':s', STATS_TTL_MS)
+  -- Kept alive while in use; refreshing it every 100th pick is enough for a day's TTL.
+  if picked % 100 == 1 then redis.call('PEXPIRE', base .. ':s', STATS_TTL_MS) end
   reply[8] = chosen.i
-  reply[9] = tonumber(redis.call('GET', base .. ':fails') or '0')
+  reply[9] = tonumber(chosen.fails or '0')
   for _, u in ipairs(usable) do
     if u ~= chosen then reply[#reply + 1] = u.i end
   end
