@@ -358,3 +358,18 @@ async def test_overview_numbers_match_the_requests_made(replicas: Replicas, t: s
     [key_view] = views[0].keys
     assert (key_view.key_id, key_view.requests.used, key_view.tokens.used) == (key, 6, 60)
     assert key_view.requests.reset_ms > 0
+
+
+async def test_a_leaked_in_flight_count_goes_stale(replicas: Replicas, redis: Redis, t: str) -> None:
+    """A gateway that died with requests open never reports them: after ten minutes without an
+    outcome, least-busy counts the deployment as idle again."""
+    a, b = f"{t}-lba", f"{t}-lbb"
+    seconds, micros = await redis.time()
+    now_ms = int(seconds) * 1000 + int(micros) // 1000
+    await redis.hset(f"mr:dep:{a}:s", mapping={"f": 5, "at": now_ms - 60_000})
+    assert (await route(replicas, f"lb-{t}", 0)).target.deployment_id == b  # five in flight, recently
+    await report(replicas, ok(b), replica=0)
+    await redis.hset(f"mr:dep:{a}:s", mapping={"f": 5, "at": now_ms - 601_000})
+    assert (await route(replicas, f"lb-{t}", 1)).target.deployment_id == a  # stale: counted as zero
+    assert of(await overview(replicas, 2), a).in_flight == 1
+    await report(replicas, ok(a), replica=2)

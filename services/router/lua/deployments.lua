@@ -13,8 +13,8 @@
 --   <base>:cd     present while the upstream asked it to rest (429 Retry-After, quota gone)
 --   <base>:ej     ejected until this ms (health.lua); past it, one request probes it (<base>:probe)
 --   <base>:fails  consecutive failures
---   <base>:s      hash: n (requests picked), f (in flight), cw (weighted's running weight), and
---                 what outcome reports add (health.lua)
+--   <base>:s      hash: n (requests picked), f (in flight), at (when f last changed), cw (weighted's
+--                 running weight), and what outcome reports add (health.lua)
 --
 -- Returns {0, rpm limit, remaining, reset ms, tpm limit, remaining, reset ms (the chosen's, -1s when
 --          it has none), chosen index, chosen's consecutive failures, fallback index...}  (1-based)
@@ -24,10 +24,29 @@
 -- Statistics outlive a quiet day, then go (every key the router writes expires).
 local STATS_TTL_MS = 86400000
 
+-- An in-flight count no outcome has touched for this long is a leak (a gateway that died with
+-- requests open never reports them): it counts as zero and starts again.
+local IN_FLIGHT_STALE_MS = 600000
+
+local function in_flight(stats)
+  local fields = redis.call('HMGET', stats, 'f', 'at')
+  local count = tonumber(fields[1] or '0')
+  if count > 0 and now - tonumber(fields[2] or '0') > IN_FLIGHT_STALE_MS then
+    redis.call('HSET', stats, 'f', 0, 'at', now)
+    return 0
+  end
+  return count
+end
+
 local function least(usable, field)
   local best, best_value = nil, nil
   for _, u in ipairs(usable) do
-    local value = tonumber(redis.call('HGET', u.base .. ':s', field) or '0')
+    local value
+    if field == 'f' then
+      value = in_flight(u.base .. ':s')
+    else
+      value = tonumber(redis.call('HGET', u.base .. ':s', field) or '0')
+    end
     -- Strictly less: ties go to the earlier candidate (priority order).
     if best == nil or value < best_value then best, best_value = u, value end
   end
@@ -126,8 +145,10 @@ local function pick_deployment(first_key, first_arg, cost)
   end
   local picked = redis.call('HINCRBY', base .. ':s', 'n', 1)
   if strategy == 'b' or strategy == 'l' then
-    -- These strategies' targets report every outcome, which ends the request's count (health.lua).
+    -- These strategies' targets report every outcome, which ends the request's count (health.lua);
+    -- `at` dates the count's last change, for in_flight's leak check.
     redis.call('HINCRBY', base .. ':s', 'f', 1)
+    redis.call('HSET', base .. ':s', 'at', now)
   end
   -- Kept alive while in use; refreshing it every 100th pick is enough for a day's TTL.
   if picked % 100 == 1 then redis.call('PEXPIRE', base .. ':s', STATS_TTL_MS) end

@@ -26,8 +26,11 @@ local ejected_key = base .. ':ej'
 local cooldown_key = base .. ':cd'
 local memory = tonumber(ARGV[9])
 
-if ARGV[12] == '1' and tonumber(redis.call('HINCRBY', stats, 'f', -1)) < 0 then
-  redis.call('HSET', stats, 'f', 0)  -- a report from before a Redis flush
+if ARGV[12] == '1' then
+  if tonumber(redis.call('HINCRBY', stats, 'f', -1)) < 0 then
+    redis.call('HSET', stats, 'f', 0)  -- a report from before a Redis flush, or a leak's reset
+  end
+  redis.call('HSET', stats, 'at', now)
 end
 
 local function ewma(field, sample)
