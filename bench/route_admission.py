@@ -99,7 +99,7 @@ async def main(calls: int) -> None:
             done = [router_pb2.Settlement(request_id=f"f{i - 1}", key_id="k", used_tokens=150)]
             request = governed(i)
             request.admission.request_id = f"f{i}"
-            return await limits.admit(request, candidates, done)
+            return await limits.admit(request, candidates, settlements=done)
 
         before = await evalsha_us(redis)
         client = await p50_us(admit_folding_the_last, calls)

@@ -14,7 +14,7 @@ import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
@@ -141,6 +141,27 @@ class DeploymentConfig(_Strict):
     base_url: str | None = None
     price: Price = Field(default_factory=Price)
     options: dict[str, str] = Field(default_factory=dict)
+    weight: float = Field(default=1.0, gt=0, description="its share of its model's traffic under `weighted`")
+    context_window: int | None = Field(default=None, gt=0, description="prompt + output tokens it accepts")
+
+
+# How a public model's deployments share its traffic (router.strategies says how each works).
+Strategy = Literal["priority", "weighted", "least-busy", "latency", "cost"]
+PROMPT_CLASSES = ("code", "complex", "simple", "general")
+
+
+class ModelSettings(_Strict):
+    strategy: Strategy = "priority"
+
+
+class AutoConfig(_Strict):
+    """``model: auto``: the gateway's classifier names the prompt's class, the router picks among
+    that class's candidate models' deployments by ``strategy``."""
+
+    classes: dict[Literal["code", "complex", "simple", "general"], list[Annotated[str, Field(min_length=1)]]] = Field(
+        min_length=1
+    )
+    strategy: Strategy = "cost"
 
 
 class KeyConfig(_Strict):
@@ -149,8 +170,17 @@ class KeyConfig(_Strict):
 
 
 class HealthConfig(_Strict):
+    """Outlier detection as Envoy does it: ``failure_threshold`` consecutive failures eject a
+    deployment for ``cooldown_s`` times the times it was ejected (at most ``max_ejection_s``)."""
+
     failure_threshold: int = Field(default=3, ge=1)
-    cooldown_s: float = Field(default=30.0, gt=0)
+    cooldown_s: float = Field(default=30.0, gt=0, description="base ejection time")
+    max_ejection_s: float = Field(default=300.0, gt=0)
+    # Of a model's deployments, the share that may be ejected at once; one always stays.
+    max_ejection_share: float = Field(default=0.5, ge=0, le=1)
+    # How long an upstream that says its quota or credit is gone (402, insufficient_quota) rests
+    # when it sends no Retry-After.
+    quota_cooldown_s: float = Field(default=300.0, gt=0)
 
 
 class ModelRouterConfig(_Strict):
@@ -158,9 +188,22 @@ class ModelRouterConfig(_Strict):
     deployments: list[DeploymentConfig] = Field(default_factory=list)
     keys: list[KeyConfig] = Field(default_factory=list)
     health: HealthConfig = Field(default_factory=HealthConfig)
-    # The model of a request that names none ("auto": picked by the prompt's class); "": a body must
-    # name its model. The environment's DEFAULT_MODEL overrides it.
-    default_model: str = ""
+    # Per public model: how its deployments share traffic (absent: priority).
+    # (YAML ``models``; the attribute name ``models`` is the method listing them.)
+    per_model: dict[str, ModelSettings] = Field(default_factory=dict, alias="models")
+    # Per public model: other models to serve it when none of its deployments can.
+    fallbacks: dict[str, list[Annotated[str, Field(min_length=1)]]] = Field(default_factory=dict)
+    auto: AutoConfig | None = None
+    default_model: str = ""  # for a body without `model` (the gateway's DEFAULT_MODEL wins)
+
+    @model_validator(mode="after")
+    def _check_routing(self) -> ModelRouterConfig:
+        for model, others in self.fallbacks.items():
+            if model in others:
+                raise ValueError(f"fallbacks.{model}: a model cannot be its own fallback")
+        if self.auto is not None and any(d.model == "auto" for d in self.deployments):
+            raise ValueError("auto: a deployment already serves a model named 'auto'")
+        return self
 
     @model_validator(mode="after")
     def _check_references(self) -> ModelRouterConfig:

@@ -5,6 +5,7 @@ Each class knows its HTTP status, OpenAI error ``type``/``code`` and gRPC status
 
     ModelRouterError                      500 api_error
     ├── InvalidRequestError               400 invalid_request_error
+    │   └── ContextLengthExceededError    400 invalid_request_error / context_length_exceeded
     ├── AuthenticationError               401 invalid_request_error / invalid_api_key
     ├── PermissionDeniedError             403 permission_error
     ├── NotFoundError                     404 invalid_request_error / model_not_found
@@ -68,8 +69,14 @@ class ModelRouterError(Exception):
 class InvalidRequestError(ModelRouterError):
     status = 400
     type = "invalid_request_error"
-    default_code = None
+    default_code: ClassVar[str | None] = None
     grpc_code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class ContextLengthExceededError(InvalidRequestError):
+    """No deployment of the model (nor of its fallbacks) has a context window the request fits."""
+
+    default_code = "context_length_exceeded"
 
 
 class AuthenticationError(ModelRouterError):

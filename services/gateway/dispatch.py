@@ -28,7 +28,7 @@ from common.errors import (
     WorkerLostError,
 )
 from common.messaging import producer_span
-from gateway import ratelimit_headers, sse
+from gateway import attempt_outcome, ratelimit_headers, sse
 from gateway.admission import settlement_of
 from gateway.attempt import Attempt, error_from_reply
 from gateway.job_bodies import JobBodies
@@ -60,6 +60,7 @@ class Call:
     stream: bool = False
     include_usage: bool = False
     estimated_tokens: int = 0
+    max_tokens: int = 0  # the request's own output cap (0: none), for the router's context-window fit
     team_id: str = ""
     prompt_class: str = ""  # for model "auto": the classifier's class of the prompt
     # The key's and team's limits for the router (None: an ungoverned key), and once routed the
@@ -229,6 +230,7 @@ class Dispatcher:
                     call.estimated_tokens,
                     exclude,
                     call.admission,
+                    call.max_tokens,
                     prompt_class=call.prompt_class,
                 )
             except (NoHealthyTargetError, RateLimitError):
@@ -239,17 +241,18 @@ class Dispatcher:
             target = route.target
             ledger.target, ledger.attempts = target, n + 1
             attempt = ledger.attempt = await self._send_job(call, target, n)
+            attempt_outcome.attempt_started(ledger, target)
             try:
                 reply = await self._await_first(call, attempt)
                 if reply.HasField("result") and not reply.result.ok:
                     raise error_from_reply(reply.result.error)
             except UpstreamError as exc:
                 ledger.close_attempt()
+                attempt_outcome.report_failed_attempt(self._router, ledger, target, exc)
                 if not exc.retryable:
                     raise
                 last_error = exc
                 if exc.blames_deployment:
-                    self._router.report(target.deployment_id, False, exc.upstream_status, exc.retry_after_s or 0)
                     if not route.fallbacks:
                         raise
                     exclude.append(target.deployment_id)
@@ -258,8 +261,7 @@ class Dispatcher:
                     raise
                 log.info("attempt %d on %s failed (%s); trying again", n + 1, target.deployment_id, exc.message)
                 continue
-            if target.recent_failures:
-                self._router.report(target.deployment_id, True)
+            attempt_outcome.report_served(self._router, target)
             return reply
         raise AssertionError("unreachable: the loop returns or raises")
 
@@ -348,6 +350,7 @@ class Dispatcher:
 
     def _account(self, call: Call, ledger: Ledger, now: float) -> None:
         self._bodies.release(call.request_id)
+        attempt_outcome.report_finished(self._router, ledger, now)
         event = ledger.event(call, now)
         # A governed request some Route admitted (it has a target) holds a reservation: give back
         # what it did not use.

@@ -28,6 +28,10 @@ class Ledger:
     # What was relayed to the client, billed when the worker vanished before its Result said more.
     relayed_chars: int = 0
     prompt_tokens: int = 0
+    # The current attempt: when its job went out, and whether the router is owed its outcome
+    # (gateway.attempt_outcome).
+    attempt_started: float = 0.0
+    outcome_due: bool = False
 
     def close_attempt(self) -> None:
         if self.attempt is not None:

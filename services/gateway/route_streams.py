@@ -66,8 +66,10 @@ def _ended_by(error: Exception) -> Exception:
     return error  # not the stream's end but a fault of ours: let it show as what it is
 
 
-Unsent = Callable[[list[router_pb2.Settlement]], None]
-_Outgoing = router_pb2.RouteStreamRequest | router_pb2.Settlement
+# Fire-and-forget items: settlements and outcome reports (a broken stream hands back the unsent).
+Report = router_pb2.Settlement | router_pb2.OutcomeReport
+Unsent = Callable[[list[Report]], None]
+_Outgoing = router_pb2.RouteStreamRequest | router_pb2.Settlement | router_pb2.OutcomeReport
 
 
 class _Stream:
@@ -102,15 +104,17 @@ class _Stream:
         finally:
             self._pending.pop(request_id, None)
 
-    def settle(self, settlement: router_pb2.Settlement) -> None:
-        """Goes out with the next message; nothing answers it."""
-        self._outbox.put(settlement)
+    def settle(self, item: Report) -> None:
+        """A settlement or an outcome report: goes out with the next message; nothing answers it."""
+        self._outbox.put(item)
 
     async def _write(self, items: list[_Outgoing]) -> None:
         message = router_pb2.RouteStreamRequests()
         for item in items:
             if isinstance(item, router_pb2.Settlement):
                 message.settlements.append(item)
+            elif isinstance(item, router_pb2.OutcomeReport):
+                message.outcomes.append(item)
             else:
                 message.requests.append(item)
         await self._call.write(message)
@@ -118,9 +122,9 @@ class _Stream:
     def _not_sent(self, items: list[_Outgoing], error: Exception) -> None:
         """A write failed: the stream is over (or half-closed), and the router never saw these."""
         self.open = False
-        unsent: list[router_pb2.Settlement] = []
+        unsent: list[Report] = []
         for item in items:
-            if isinstance(item, router_pb2.Settlement):
+            if isinstance(item, (router_pb2.Settlement, router_pb2.OutcomeReport)):
                 unsent.append(item)
             elif (waiting := self._pending.pop(item.id, None)) is not None and not waiting.done():
                 waiting.set_exception(_ended_by(error))
@@ -177,7 +181,7 @@ class RouteStreamPool:
         self._fill = fill
         self._max_age_s = max_age_s
         self._retiring: set[asyncio.Task[None]] = set()
-        self._held: list[router_pb2.Settlement] = []
+        self._held: list[Report] = []
         self._release: asyncio.TimerHandle | None = None
 
     async def route(
@@ -210,9 +214,10 @@ class RouteStreamPool:
             stream = self._slots[self._turn] = _Stream(self._stub, self._unsent)
         return stream
 
-    def settle(self, settlement: router_pb2.Settlement) -> None:
-        """Goes out with the next Route, or alone after ``SETTLE_LINGER_S``."""
-        self._held.append(settlement)
+    def settle(self, item: Report) -> None:
+        """A settlement or an outcome report: goes out with the next Route, or alone after
+        ``SETTLE_LINGER_S``."""
+        self._held.append(item)
         if self._release is None:
             self._release = asyncio.get_running_loop().call_later(SETTLE_LINGER_S, self._send_held)
 
@@ -222,8 +227,8 @@ class RouteStreamPool:
             self._release = None
         held, self._held = self._held, []
         stream = stream or self._stream()
-        for settlement in held:
-            stream.settle(settlement)
+        for item in held:
+            stream.settle(item)
 
     def _retire(self, stream: _Stream) -> None:
         stream.open = False  # now, not when the task starts: no request may pick it meanwhile

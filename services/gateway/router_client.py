@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
 from contextlib import AbstractContextManager
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -14,6 +16,7 @@ from opentelemetry.trace import Span, SpanKind
 
 from common.errors import (
     BudgetExceededError,
+    ContextLengthExceededError,
     DatabaseUnavailableError,
     ModelRouterError,
     NoHealthyTargetError,
@@ -56,6 +59,7 @@ _STATUS_CODES = {code.value[0]: code for code in grpc.StatusCode}
 _BY_CODE: dict[str, type[ModelRouterError]] = {
     BudgetExceededError.default_code or "": BudgetExceededError,
     DatabaseUnavailableError.default_code or "": DatabaseUnavailableError,
+    ContextLengthExceededError.default_code or "": ContextLengthExceededError,
 }
 
 
@@ -99,7 +103,7 @@ class RouterClient:
             ],
         )
         self._stub = router_pb2_grpc.RouterStub(self._channel)
-        self._streams = RouteStreamPool(self._channel, unsent_settlements=self._resettle)
+        self._streams = RouteStreamPool(self._channel, unsent_settlements=self._resend)
         self._health = health_pb2_grpc.HealthStub(self._channel)
         self._background: set[asyncio.Task[None]] = set()
 
@@ -110,6 +114,7 @@ class RouterClient:
         estimated_tokens: int,
         exclude: list[str],
         admission: router_pb2.Admission | None = None,
+        max_tokens: int = 0,
         prompt_class: str = "",
     ) -> router_pb2.RouteResponse:
         request = router_pb2.RouteRequest(
@@ -118,6 +123,7 @@ class RouterClient:
             estimated_tokens=estimated_tokens,
             exclude_deployments=exclude,
             admission=admission,
+            max_tokens=max_tokens,
             prompt_class=prompt_class,
         )
         with _client_span("Route") as span:
@@ -148,8 +154,17 @@ class RouterClient:
             # The reservations then expire by themselves (hold_s); the ledger still has the cost.
             log.warning("could not settle %d requests with the router: %s", len(settlements), err.code())
 
-    def _resettle(self, settlements: list[router_pb2.Settlement]) -> None:
-        task = asyncio.create_task(self._settle_unary(settlements))
+    def _resend(self, unsent: list[router_pb2.Settlement | router_pb2.OutcomeReport]) -> None:
+        """What a broken stream could not send goes by the unary calls."""
+        settlements = [item for item in unsent if isinstance(item, router_pb2.Settlement)]
+        if settlements:
+            self._spawn(self._settle_unary(settlements))
+        for item in unsent:
+            if isinstance(item, router_pb2.OutcomeReport):
+                self._spawn(self._report(item))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
@@ -174,21 +189,37 @@ class RouterClient:
         except grpc.aio.AioRpcError as err:
             raise _call_error(err, "") from None
 
-    def report(self, deployment_id: str, success: bool, status_code: int = 0, retry_after_s: float = 0) -> None:
-        """Tell the router how an attempt went, without making the client wait for it."""
-        task = asyncio.create_task(self._report(deployment_id, success, status_code, retry_after_s))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    async def _report(self, deployment_id: str, success: bool, status_code: int, retry_after_s: float) -> None:
-        report = router_pb2.OutcomeReport(
-            deployment_id=deployment_id, success=success, status_code=status_code, retry_after_s=retry_after_s
+    def report(
+        self,
+        deployment_id: str,
+        success: bool,
+        status_code: int = 0,
+        retry_after_s: float = 0,
+        *,
+        error_code: str = "",
+        latency_ms: float = 0.0,
+        ttft_ms: float = 0.0,
+    ) -> None:
+        """Tell the router how an attempt went, in the next RouteBatchStream message (no answer
+        awaited, the client never waits for it)."""
+        self._streams.settle(
+            router_pb2.OutcomeReport(
+                deployment_id=deployment_id,
+                success=success,
+                status_code=status_code,
+                retry_after_s=retry_after_s,
+                error_code=error_code,
+                latency_ms=latency_ms,
+                ttft_ms=ttft_ms,
+            )
         )
+
+    async def _report(self, report: router_pb2.OutcomeReport) -> None:
         try:
             with _client_span("ReportOutcome"):
                 await self._stub.ReportOutcome(report, timeout=ROUTE_TIMEOUT_S, metadata=grpc_metadata())
         except grpc.aio.AioRpcError as err:
-            log.warning("could not report outcome of %s to the router: %s", deployment_id, err.code())
+            log.warning("could not report outcome of %s to the router: %s", report.deployment_id, err.code())
 
     async def catalog_status(self) -> list[router_pb2.CatalogStatus] | None:
         """The router's remote model catalogues (None when it cannot tell: down, or too old to know)."""

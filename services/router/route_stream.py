@@ -8,10 +8,11 @@ while the previous message is being written go out together in the next one.
 
 Every request the router has read is answered, also when the caller retires the stream (half-close:
 the call then ends OK) and when the server stops (the stream ends UNAVAILABLE once its answers are out).
-Settlements ride on the same messages (the gateway holds them briefly for its next Route) and get no
-answer: they are applied, and a stream ends only once those it carried are. A settlement of the same
-key as a Route in its message is applied by that Route's own admission step (``folds``): one Redis
-script call for both, and the request before frees its parallel slot for this one, in order.
+Settlements and outcome reports ride on the same messages (the gateway holds them briefly for its next
+Route) and get no answer: they are applied, and a stream ends only once those it carried are. A
+settlement of the same key as a Route in its message is applied by that Route's own admission step
+(``folds``): one Redis script call for both, and the request before frees its parallel slot for this
+one, in order.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 # Decides a Route, applying the settlements folded into it first.
 Decide = Callable[[router_pb2.RouteRequest, Sequence[router_pb2.Settlement]], Awaitable[router_pb2.RouteResponse]]
 Settle = Callable[[Sequence[router_pb2.Settlement]], Awaitable[None]]
+Report = Callable[[Sequence[router_pb2.OutcomeReport]], Awaitable[None]]
 Folds = Callable[[router_pb2.Settlement, router_pb2.RouteRequest], bool]
 # RouteBatchStream's, or the one-per-message RouteStream's
 StreamContext: TypeAlias = grpc.aio.ServicerContext[Any, Any]
@@ -57,10 +59,16 @@ class RouteStreams:
     """Serves the server's open RouteStreams; ``close`` ends them when the server stops."""
 
     def __init__(
-        self, decide: Decide, tracer: Callable[[], Tracer], settle: Settle | None = None, folds: Folds | None = None
+        self,
+        decide: Decide,
+        tracer: Callable[[], Tracer],
+        settle: Settle | None = None,
+        report: Report | None = None,
+        folds: Folds | None = None,
     ) -> None:
         self._decide = decide
         self._settle = settle
+        self._report = report
         self._folds = folds
         self._tracer = tracer  # looked up per request: the server may install its own after construction
         self._open: dict[StreamContext, _OpenStream] = {}
@@ -79,6 +87,10 @@ class RouteStreams:
         stream = self._open[context] = _OpenStream(set(), CoalescingWriter(write, _undelivered))
         try:
             while (message := await context.read()) is not grpc.aio.EOF:
+                # Outcomes first: they are about attempts that ended before the requests beside them,
+                # whose picks (least-busy, latency) should see them.
+                if batched and message.outcomes and self._report is not None:
+                    self._track(stream, self._reported(message.outcomes))
                 requests = message.requests if batched else [message]
                 settlements = list(message.settlements) if batched and self._settle is not None else []
                 for request in requests:
@@ -113,6 +125,13 @@ class RouteStreams:
             await self._settle(settlements)
         except Exception:  # fire and forget: an unsettled reservation still expires by itself
             log.exception("%d settlements failed", len(settlements))
+
+    async def _reported(self, outcomes: Sequence[router_pb2.OutcomeReport]) -> None:
+        assert self._report is not None
+        try:
+            await self._report(outcomes)
+        except Exception:  # fire and forget: health and statistics miss one attempt
+            log.exception("%d outcome reports failed", len(outcomes))
 
     async def _answer(
         self,

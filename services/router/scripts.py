@@ -11,7 +11,10 @@ LIMITS_LUA_DIR = Path(__file__).resolve().parent / "limits" / "lua"
 
 # Route without an Admission: the hot path, nothing but the deployment pick.
 ROUTE = (LUA_DIR / "window.lua", LUA_DIR / "deployments.lua", LUA_DIR / "route.lua")
-REPORT_OUTCOME = (LUA_DIR / "report_outcome.lua",)
+# ReportOutcome: health (outlier detection), in-flight counts, latency figures.
+HEALTH = (LUA_DIR / "window.lua", LUA_DIR / "health.lua")
+# Overview: reads only.
+OVERVIEW = (LUA_DIR / "window.lua", LUA_DIR / "overview.lua")
 ADMIT = (
     LUA_DIR / "window.lua",
     LUA_DIR / "deployments.lua",

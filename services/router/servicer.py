@@ -9,10 +9,12 @@ from typing import Protocol
 import grpc.aio
 from opentelemetry import trace
 
-from common.errors import ModelRouterError, NotFoundError
+from common.errors import NotFoundError
 from modelrouter.router.v1 import router_pb2, router_pb2_grpc
+from router.fallbacks import RouteDecider
 from router.grpc_errors import aborts_on_error
 from router.limits.admission import KeyLimits, folds_into
+from router.overview import overview
 from router.route_stream import RouteStreams, StreamContext
 from router.selection import RoutingTable
 from router.state import RouterState
@@ -39,7 +41,10 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
         self._limits = limits or KeyLimits(state)
         # The global provider's tracer unless the server is given another one (tests).
         self.tracer = trace.get_tracer("modelrouter.router")
-        self.streams = RouteStreams(self._route, lambda: self.tracer, self._limits.settle, folds_into)
+        self._decider = RouteDecider(catalog, state, self._limits)
+        self.streams = RouteStreams(
+            self._route, lambda: self.tracer, self._limits.settle, self._streamed_outcomes, folds_into
+        )
 
     @aborts_on_error
     async def Route(
@@ -58,24 +63,7 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
     ) -> router_pb2.RouteResponse:
         """``settlements`` (earlier requests of the same key, see ``folds_into``) are applied in the
         admission's own step, or on their own when the request fails before it."""
-        try:
-            candidates = self._catalog.candidates(request.model, request.exclude_deployments)
-        except ModelRouterError:
-            if settlements:
-                await self._limits.settle(settlements)
-            raise
-        if request.HasField("admission"):
-            pick = await self._limits.admit(request, candidates, settlements)
-        else:
-            pick = await self._state.pick(request.model, candidates, request.estimated_tokens)
-        response = router_pb2.RouteResponse()
-        response.target.CopyFrom(candidates[pick.chosen].target)
-        response.target.recent_failures = pick.recent_failures
-        response.fallbacks.extend(candidates[i].target for i in pick.fallbacks)
-        if pick.requests is not None:
-            response.requests.CopyFrom(pick.requests)
-        if pick.tokens is not None:
-            response.tokens.CopyFrom(pick.tokens)
+        response = await self._decider.decide(request, settlements)
         trace.get_current_span().set_attribute("modelrouter.deployment_id", response.target.deployment_id)
         return response
 
@@ -96,13 +84,36 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
                 param="deployment_id",
                 code="deployment_not_found",
             )
-        healthy = await self._state.report_outcome(
-            request.deployment_id,
-            success=request.success,
-            status_code=request.status_code,
-            retry_after_s=request.retry_after_s,
-        )
+        healthy = await self._report(request)
         return router_pb2.OutcomeAck(healthy=healthy)
+
+    async def _report(self, report: router_pb2.OutcomeReport) -> bool:
+        siblings, in_flight = self._catalog.health_group(report.deployment_id)
+        return await self._state.report_outcome(
+            report.deployment_id,
+            success=report.success,
+            status_code=report.status_code,
+            retry_after_s=report.retry_after_s,
+            error_code=report.error_code,
+            latency_ms=report.latency_ms,
+            ttft_ms=report.ttft_ms,
+            in_flight=in_flight,
+            siblings=siblings,
+        )
+
+    async def _streamed_outcomes(self, reports: Sequence[router_pb2.OutcomeReport]) -> None:
+        """Outcomes that rode a RouteBatchStream: as ReportOutcome, unknown deployments skipped."""
+        for report in reports:
+            if self._catalog.knows_deployment(report.deployment_id):
+                await self._report(report)
+
+    @aborts_on_error
+    async def Overview(
+        self, request: router_pb2.OverviewRequest, context: grpc.aio.ServicerContext
+    ) -> router_pb2.OverviewResponse:
+        return await overview(
+            self._state, self._catalog.routes, request.key_ids, lambda k: self._limits.subject_key("key", k)
+        )
 
     @aborts_on_error
     async def Settle(self, request: router_pb2.Settlements, context: grpc.aio.ServicerContext) -> router_pb2.SettleAck:

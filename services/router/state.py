@@ -9,7 +9,11 @@ Keys, all under ``key_prefix`` (``mr:`` in production) and all expiring::
     <prefix>dep:<id>:r:<window>   requests counted in one rate-limit window
     <prefix>dep:<id>:t:<window>   estimated tokens counted in one rate-limit window
     <prefix>dep:<id>:fails        consecutive failures
-    <prefix>dep:<id>:cd           present while the deployment cools down
+    <prefix>dep:<id>:cd           present while the upstream asked the deployment to rest
+    <prefix>dep:<id>:ej           ejected until this Unix ms (outlier detection, ``lua/health.lua``)
+    <prefix>dep:<id>:nej          times ejected (each ejection lasts longer)
+    <prefix>dep:<id>:probe        held by the one request probing an ejected deployment
+    <prefix>dep:<id>:s            hash of statistics: requests, in flight, outcomes, latency
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -33,6 +38,10 @@ log = logging.getLogger(__name__)
 ROUTE_OK, ROUTE_RATE_LIMITED, ROUTE_NO_HEALTHY = 0, 1, 2
 # A failure counter nobody has touched for this long is forgotten, so idle keys do not live forever.
 _FAILURE_MEMORY_MS = 3_600_000
+# The newest sample's weight in the latency EWMAs: about the last ten attempts matter.
+LATENCY_EWMA_WEIGHT = 0.2
+# Upstream error codes saying the account's quota or credit is gone (OpenAI's, on a 429).
+QUOTA_CODES = frozenset({"insufficient_quota"})
 WINDOW_S = 60.0  # requests/tokens *per minute*
 
 
@@ -89,29 +98,45 @@ class RouterState:
         self.window_ms = round(window_s * 1000)
         # A window's counter is read while it is the current window and while it is the previous one.
         self.counter_ttl_ms = 2 * self.window_ms + 1000
-        self._failure_threshold = health.failure_threshold
-        self._cooldown_ms = math.ceil(health.cooldown_s * 1000)
+        self._health_args = (
+            health.failure_threshold,
+            math.ceil(health.cooldown_s * 1000),
+            math.ceil(health.max_ejection_s * 1000),
+            health.max_ejection_share,
+            _FAILURE_MEMORY_MS,
+        )
+        self._quota_cooldown_ms = math.ceil(health.quota_cooldown_s * 1000)
         self._route_script = redis.register_script(scripts.lua_source(scripts.ROUTE))
-        self._outcome_script = redis.register_script(scripts.lua_source(scripts.REPORT_OUTCOME))
+        self._outcome_script = redis.register_script(scripts.lua_source(scripts.HEALTH))
+        self._overview_script = redis.register_script(scripts.lua_source(scripts.OVERVIEW))
 
     async def load_scripts(self) -> None:
         """Load the scripts into Redis at start, so the first Route is already a bare EVALSHA.
 
         Raises RedisError if Redis is unreachable, which makes this the start-up connectivity check.
         """
-        for script in (self._route_script, self._outcome_script):
+        for script in (self._route_script, self._outcome_script, self._overview_script):
             await self.redis.script_load(script.script)
 
     def deployment_key(self, deployment_id: str) -> str:
         return f"{self.key_prefix}dep:{deployment_id}"
 
-    async def pick(self, model: str, candidates: Sequence[Candidate], estimated_tokens: int) -> Pick:
-        """Take a slot on the first usable candidate; RateLimitError / NoHealthyTargetError if none."""
+    async def pick(
+        self,
+        model: str,
+        candidates: Sequence[Candidate],
+        estimated_tokens: int,
+        strategy_args: Sequence[str | float] = (),
+    ) -> Pick:
+        """Take a slot on the candidate the strategy chooses (``strategy_args``, from
+        ``router.strategies``; none for priority and cost: the first usable one); RateLimitError /
+        NoHealthyTargetError if none is usable."""
         if not candidates:
             raise NoHealthyTargetError(f"no deployment of model {model!r} is left to try")
-        args: list[int] = [self.window_ms, estimated_tokens, self.counter_ttl_ms]
+        args: list[int | float | str] = [self.window_ms, estimated_tokens, self.counter_ttl_ms]
         for candidate in candidates:
             args += (candidate.rpm, candidate.tpm)
+        args += strategy_args
         try:
             reply = await self._route_script(keys=[self.deployment_key(c.deployment_id) for c in candidates], args=args)
         except RedisError as exc:
@@ -119,24 +144,63 @@ class RouterState:
         return pick_of(reply, model)
 
     async def report_outcome(
-        self, deployment_id: str, *, success: bool, status_code: int, retry_after_s: float
+        self,
+        deployment_id: str,
+        *,
+        success: bool,
+        status_code: int,
+        retry_after_s: float,
+        error_code: str = "",
+        latency_ms: float = 0.0,
+        ttft_ms: float = 0.0,
+        in_flight: bool = False,
+        siblings: Sequence[str] = (),
     ) -> bool:
-        """Count a success or failure; returns whether the deployment is healthy afterwards."""
-        demanded_ms = math.ceil(retry_after_s * 1000) if status_code == 429 and retry_after_s > 0 else 0
+        """Count a success or failure; returns whether the deployment is healthy afterwards.
+
+        ``siblings``: the other deployments of its model, whose ejections the cap counts.
+        ``in_flight``: the pick counted this attempt in flight (its strategy reports every outcome).
+        """
         try:
             healthy = await self._outcome_script(
-                keys=[self.deployment_key(deployment_id)],
+                keys=[self.deployment_key(deployment_id), *(self.deployment_key(d) for d in siblings)],
                 args=[
                     1 if success else 0,
-                    demanded_ms,
-                    self._failure_threshold,
-                    self._cooldown_ms,
-                    _FAILURE_MEMORY_MS,
+                    self.window_ms,
+                    self.counter_ttl_ms,
+                    0 if success else self._demanded_rest_ms(status_code, retry_after_s, error_code),
+                    *self._health_args,
+                    max(latency_ms, 0.0),
+                    max(ttft_ms, 0.0),
+                    1 if in_flight else 0,
+                    LATENCY_EWMA_WEIGHT,
                 ],
             )
         except RedisError as exc:
             raise state_unavailable(exc) from exc
         return bool(healthy)
+
+    async def read_overview(self, deployments: Sequence[Candidate], key_bases: Sequence[str]) -> list[Any]:
+        """``lua/overview.lua``'s raw answer for ``deployments`` and the keys at ``key_bases``."""
+        args: list[int] = [self.window_ms, 0, self.counter_ttl_ms, len(deployments)]
+        for candidate in deployments:
+            args += (candidate.rpm, candidate.tpm)
+        try:
+            reply: list[Any] = await self._overview_script(
+                keys=[*(self.deployment_key(c.deployment_id) for c in deployments), *key_bases], args=args
+            )
+        except RedisError as exc:
+            raise state_unavailable(exc) from exc
+        return reply
+
+    def _demanded_rest_ms(self, status_code: int, retry_after_s: float, error_code: str) -> int:
+        """How long the upstream asked the deployment to rest: a 429's Retry-After; for a quota or
+        credit that is gone (402, insufficient_quota), its Retry-After or the configured cooldown.
+        0: an ordinary failure, for outlier detection."""
+        asked = math.ceil(retry_after_s * 1000) if retry_after_s > 0 else 0
+        if status_code == 402 or error_code in QUOTA_CODES:
+            return asked or self._quota_cooldown_ms
+        return asked if status_code == 429 else 0
 
 
 def state_unavailable(exc: RedisError) -> ModelRouterError:

@@ -26,7 +26,8 @@ from typing import Any
 from common.config import WILDCARD_MODEL, ModelRouterConfig
 from common.errors import NotFoundError
 from modelrouter.router.v1 import router_pb2
-from router.selection import MODELS_CREATED, Candidate, Catalog, LiveCatalog, ResolvedDeployment
+from router import strategies
+from router.selection import MODELS_CREATED, Candidate, Catalog, LiveCatalog, ModelRoute, ResolvedDeployment
 
 # Names whose candidates are kept; past it the cache starts over (a client cycling through random
 # names must not grow the router without bound).
@@ -44,37 +45,46 @@ class WildcardTable:
         self._templates = tuple(Catalog.from_deployments(wild).candidates(WILDCARD_MODEL))
         self._wildcard_ids = frozenset(c.deployment_id for c in self._templates)
         self._wildcard_providers = [name for name in config.providers if any(d.provider == name for d, _ in wild)]
-        self._by_name: dict[str, tuple[Candidate, ...]] = {}
+        self._by_name: dict[str, ModelRoute] = {}
         self._listed: dict[str, tuple[str, ...]] = {}  # wildcard provider -> the names it discovered
         self._models: tuple[object, object, router_pb2.ListModelsResponse] | None = None
 
-    def candidates(self, model: str, exclude: Collection[str] = ()) -> list[Candidate]:
+    def route_of(self, model: str, prompt_class: str = "") -> ModelRoute:
         # A name cached here was not the catalog's when it was cached, and every change of the
         # catalog empties the cache (``replace``): a repeated wildcard name skips the catalog's
         # NotFoundError, a named model costs one dict miss.
-        candidates = self._by_name.get(model)
-        if candidates is None:
+        route = self._by_name.get(model)
+        if route is None:
             try:
-                return self._inner.candidates(model, exclude)
+                return self._inner.route_of(model, prompt_class)
             except NotFoundError:
                 if model == WILDCARD_MODEL:  # not a name: "*" goes to no upstream
                     raise
-            candidates = self._for_name(model)
+            route = self._for_name(model)
+        return route
+
+    def candidates(self, model: str, exclude: Collection[str] = ()) -> list[Candidate]:
+        candidates = self.route_of(model).candidates
         if not exclude:
             return list(candidates)
         return [c for c in candidates if c.deployment_id not in exclude]
 
-    def _for_name(self, model: str) -> tuple[Candidate, ...]:
+    def _for_name(self, model: str) -> ModelRoute:
         candidates = []
         for template in self._templates:
             target = router_pb2.Target()
             target.CopyFrom(template.target)
-            target.upstream_model = model
-            candidates.append(Candidate(template.deployment_id, template.rpm, template.tpm, target))
+            target.upstream_model = target.model = model
+            candidates.append(Candidate(template.deployment_id, template.rpm, template.tpm, target, template.priority))
         if len(self._by_name) >= MAX_CACHED_NAMES:
             self._by_name = {}
-        self._by_name[model] = built = tuple(candidates)
-        return built
+        self._by_name[model] = route = ModelRoute(
+            model=model,
+            strategy=strategies.PRIORITY,
+            candidates=tuple(candidates),
+            reason=f"{strategies.REASONS[strategies.PRIORITY].capitalize()}, over the backends that serve any model.",
+        )
+        return route
 
     def knows_deployment(self, deployment_id: str) -> bool:
         return deployment_id in self._wildcard_ids or self._inner.knows_deployment(deployment_id)

@@ -165,6 +165,7 @@ async def test_route_targets_the_handle_on_the_catalogue_host_with_the_family_ad
         price=router_pb2.Price(prompt_per_1k=0.3, completion_per_1k=1.2),
         timeout_s=7,
         options={AUTH_SCHEME_OPTION: "OAuth", ENDPOINT_OPTION: "/serving/big/v1"},
+        model=f"big-{unique}",
     )
     small = (await router.route(f"small-{unique}")).target
     assert (small.provider, small.base_url) == ("fake", router.catalog.origin)

@@ -43,11 +43,14 @@ class _Router:
         estimated_tokens: int,
         exclude: list[str],
         admission: object = None,
+        max_tokens: int = 0,
         prompt_class: str = "",
     ) -> router_pb2.RouteResponse:
         return router_pb2.RouteResponse(target=self.target)
 
-    def report(self, deployment_id: str, success: bool, status_code: int = 0, retry_after_s: float = 0) -> None:
+    def report(
+        self, deployment_id: str, success: bool, status_code: int = 0, retry_after_s: float = 0, **measured: float | str
+    ) -> None:
         pass
 
 

@@ -147,12 +147,15 @@ class _CountingRouter(_Router):
         estimated_tokens: int,
         exclude: list[str],
         admission: object = None,
+        max_tokens: int = 0,
         prompt_class: str = "",
     ) -> Any:
         self.excluded.append(list(exclude))
         return await super().route(model, key_id, estimated_tokens, exclude)
 
-    def report(self, deployment_id: str, success: bool, status_code: int = 0, retry_after_s: float = 0) -> None:
+    def report(
+        self, deployment_id: str, success: bool, status_code: int = 0, retry_after_s: float = 0, **measured: float | str
+    ) -> None:
         self.reports.append((deployment_id, success))
 
 

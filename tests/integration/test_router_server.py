@@ -31,6 +31,7 @@ async def test_route_returns_first_target_and_usable_fallbacks(router: RunningRo
         price=router_pb2.Price(prompt_per_1k=0.5, completion_per_1k=1.5),
         timeout_s=9,
         options={"x": "1"},
+        model=router.model,
     )
     assert [t.deployment_id for t in response.fallbacks] == [backup]
     assert response.fallbacks[0].provider == "openai"

@@ -177,27 +177,46 @@ async def test_tpm_counts_estimated_tokens(state: RouterState, redis: Redis, uni
     assert int(counted or 0) + int(previous or 0) == 900
 
 
-async def test_failures_up_to_threshold_cool_down_and_are_skipped(state: RouterState, unique: str) -> None:
+async def report(state: RouterState, cs: list[Candidate], dep: str, status: int, retry_after_s: float = 0) -> bool:
+    """A failure reported as the servicer reports it: with the model's other deployments."""
+    siblings = [c.deployment_id for c in cs if c.deployment_id != dep]
+    return await state.report_outcome(
+        dep, success=False, status_code=status, retry_after_s=retry_after_s, siblings=siblings
+    )
+
+
+async def test_failures_up_to_threshold_eject_and_one_always_stays(state: RouterState, unique: str) -> None:
     cs = candidates(unique, {"id": "a"}, {"id": "b", "priority": 1})
     a, b = (c.deployment_id for c in cs)
     for _ in range(HEALTH.failure_threshold - 1):
-        assert await state.report_outcome(a, success=False, status_code=500, retry_after_s=0)
+        assert await report(state, cs, a, 500)
     pick = await state.pick("m", cs, 0)
     assert (cs[pick.chosen].deployment_id, pick.recent_failures) == (a, HEALTH.failure_threshold - 1)
-    assert not await state.report_outcome(a, success=False, status_code=502, retry_after_s=0)
+    assert not await report(state, cs, a, 502)
     assert await pick_ids(state, cs, 1) == ["b"]
-    for _ in range(HEALTH.failure_threshold):
-        await state.report_outcome(b, success=False, status_code=0, retry_after_s=0)
-    with pytest.raises(NoHealthyTargetError):
-        await state.pick("m", cs, 0)
+    # Half of two may be out at once: b, the last one standing, is never ejected.
+    for _ in range(HEALTH.failure_threshold + 2):
+        assert await report(state, cs, b, 0)
+    pick = await state.pick("m", cs, 0)
+    assert (cs[pick.chosen].deployment_id, pick.recent_failures) == (b, HEALTH.failure_threshold + 2)
 
 
-async def test_threshold_cooldown_lasts_cooldown_s(state: RouterState, redis: Redis, unique: str) -> None:
-    [c] = candidates(unique, {"id": "a"})
+async def test_ejection_lasts_base_time_times_ejections(state: RouterState, redis: Redis, unique: str) -> None:
+    cs = candidates(unique, {"id": "a"}, {"id": "b", "priority": 1})
+    a = cs[0].deployment_id
     for _ in range(HEALTH.failure_threshold):
-        await state.report_outcome(c.deployment_id, success=False, status_code=503, retry_after_s=0)
-    ttl_ms = await redis.pttl(f"{state.deployment_key(c.deployment_id)}:cd")
-    assert HEALTH.cooldown_s * 1000 - 2000 < ttl_ms <= HEALTH.cooldown_s * 1000
+        await report(state, cs, a, 503)
+    now = await redis_now_ms(redis)
+    until = int(await redis.get(f"{state.deployment_key(a)}:ej"))
+    assert HEALTH.cooldown_s * 1000 - 2000 < until - now <= HEALTH.cooldown_s * 1000
+    # Its probe (forced here by moving the ejection's end to now) fails: out for twice as long.
+    await redis.set(f"{state.deployment_key(a)}:ej", str(now), keepttl=True)
+    assert await pick_ids(state, cs, 1) == ["a"]
+    assert not await report(state, cs, a, 500)
+    now = await redis_now_ms(redis)
+    until = int(await redis.get(f"{state.deployment_key(a)}:ej"))
+    assert 2 * HEALTH.cooldown_s * 1000 - 2000 < until - now <= 2 * HEALTH.cooldown_s * 1000
+    assert await redis.get(f"{state.deployment_key(a)}:nej") == b"2"
 
 
 async def test_success_resets_consecutive_failures(state: RouterState, unique: str) -> None:
@@ -221,8 +240,7 @@ async def test_429_with_retry_after_cools_down_exactly_that_long(state: RouterSt
     assert 5500 < ttl_ms <= 7500
     assert await pick_ids(state, cs, 1) == ["b"]
     # A shorter Retry-After later does not shorten the running cooldown.
-    for _ in range(HEALTH.failure_threshold):
-        await state.report_outcome(b, success=False, status_code=500, retry_after_s=0)
+    await state.report_outcome(b, success=False, status_code=429, retry_after_s=30)
     await state.report_outcome(b, success=False, status_code=429, retry_after_s=1)
     assert await redis.pttl(f"{state.deployment_key(b)}:cd") > 25_000
 
@@ -265,7 +283,7 @@ async def test_every_key_expires(state: RouterState, redis: Redis, prefix: str, 
     await state.report_outcome(cs[0].deployment_id, success=False, status_code=500, retry_after_s=0)
     await state.report_outcome(cs[0].deployment_id, success=False, status_code=429, retry_after_s=3)
     keys = [key async for key in redis.scan_iter(match=f"{prefix}*")]
-    assert len(keys) == 4  # requests, tokens, failures, cooldown
+    assert len(keys) == 5  # requests, tokens, failures, cooldown, statistics
     for key in keys:
         assert await redis.pttl(key) > 0, key
 
@@ -284,7 +302,7 @@ async def test_two_replicas_share_limits_and_health(redis_url: str, prefix: str,
 
         cs = candidates(f"{unique}h", {"id": "x"}, {"id": "y", "priority": 1})
         for _ in range(HEALTH.failure_threshold):
-            await first.report_outcome(cs[0].deployment_id, success=False, status_code=500, retry_after_s=0)
+            await report(first, cs, cs[0].deployment_id, 500)
         assert await pick_ids(second, cs, 1) == ["y"]
     finally:
         await first_client.aclose()

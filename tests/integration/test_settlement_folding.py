@@ -59,7 +59,7 @@ async def test_a_folded_settlement_ends_the_reservation_before_the_admission_cou
     # ... and admitted with r1's settlement folded in, which gives back 250 of r1's 400 tokens first.
     done = settlement("r1", key, used_tokens=150)
     pick = await limits.admit(
-        governed("m", key, "r2", key=rules, estimated_tokens=100, max_output_tokens=300), cs, [done]
+        governed("m", key, "r2", key=rules, estimated_tokens=100, max_output_tokens=300), cs, settlements=[done]
     )
     assert pick.tokens is not None and pick.tokens.remaining == 1000 - 150 - 400
     base = limits.subject_key("key", key)
@@ -83,8 +83,8 @@ async def test_a_folded_settlement_adds_its_cost_to_the_budget_once(
     rules = {"daily_budget_usd": 1.0}
     await limits.admit(governed("m", key, "r1", key=rules, max_output_tokens=10), cs)
     done = settlement("r1", key, used_tokens=20, cost_nano_usd=777)
-    await limits.admit(governed("m", key, "r2", key=rules, max_output_tokens=10), cs, [done])
-    await limits.admit(governed("m", key, "r3", key=rules, max_output_tokens=10), cs, [done])
+    await limits.admit(governed("m", key, "r2", key=rules, max_output_tokens=10), cs, settlements=[done])
+    await limits.admit(governed("m", key, "r3", key=rules, max_output_tokens=10), cs, settlements=[done])
     assert int(await redis.get(day_counter)) == 777
     held = {k.decode() for k in await redis.hkeys(f"{base}:held")}
     assert held == {"$cost", "r2", "r3"}

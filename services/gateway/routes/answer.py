@@ -75,6 +75,7 @@ def build_call(
         stream=stream,
         include_usage=bool(getattr(parsed, "include_usage", False)),
         estimated_tokens=estimate_prompt_tokens(parsed, body),
+        max_tokens=max_output_tokens(parsed, 0),
         team_id=principal.team_id,
         admission=admission_for(principal, request_id, max_output_tokens(parsed, reserve_output_tokens)),
     )

@@ -62,6 +62,7 @@ async def create_message(request: Request) -> Response:
         key_id=principal.key_id,
         team_id=principal.team_id,
         admission=admission_for(principal, request_id, parsed.max_tokens),
+        max_tokens=parsed.max_tokens or 0,
         endpoint=ENDPOINT,
         operation=events_pb2.OPERATION_CHAT_COMPLETIONS,
         model=parsed.model,  # the client's name: routing picks the deployment, of any provider

@@ -67,10 +67,12 @@ class KeyLimits:
         self,
         request: router_pb2.RouteRequest,
         candidates: Sequence[Candidate],
+        strategy_args: Sequence[str | float] = (),
         settlements: Sequence[router_pb2.Settlement] = (),
     ) -> Pick:
         """Pick a deployment for a governed request; KeyRateLimitError / KeyBudgetExceededError /
         LedgerUnreachableError (budget counter not rebuildable) when the key or team refuses it.
+        ``strategy_args`` follow the candidates' limits, as ``RouterState.pick`` sends them.
         ``settlements`` (each ``folds_into`` this request) are applied first, in the same step."""
         admission = request.admission
         subjects = _subjects(request)
@@ -91,7 +93,7 @@ class KeyLimits:
         numbers.append(len(settlements))
         for settlement in settlements:
             numbers += (settlement.used_tokens, max(0, settlement.cost_nano_usd))
-        args: list[int | str] = [
+        args: list[int | float | str] = [
             self._state.window_ms,
             request.estimated_tokens,
             self._state.counter_ttl_ms,
@@ -101,6 +103,7 @@ class KeyLimits:
         ]
         for candidate in candidates:
             args += (candidate.rpm, candidate.tpm)
+        args += strategy_args
 
         for _ in range(_SEED_ROUNDS):
             try:

@@ -220,8 +220,9 @@ def upstream_error(
         message or f"The upstream provider ({provider}) answered HTTP {status}.",
         upstream_status=status,
         retry_after_s=retry_after_s(headers),
-        # The provider's code/param help a client fix its own request; otherwise they are ours.
-        code=code if client_fault else None,
+        # The provider's code/param help a client fix its own request; otherwise they are ours, except
+        # a quota or credit that is gone, which the router cools the deployment down for.
+        code=code if client_fault or code == "insufficient_quota" else None,
         param=param if client_fault else None,
     )
 
