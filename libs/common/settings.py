@@ -70,10 +70,19 @@ class GatewaySettings(CommonSettings):
     # Usage events of this long go to JetStream as one message (0: one message per request). A
     # JetStream publish and its ack cost ~0.2 ms of CPU; gathered, a request pays a fraction of it.
     usage_linger_s: float = Field(default=0.01, ge=0, le=1.0)
+    # The internal port serving Prometheus metrics without a key (and /health, /ready) for the
+    # cluster's scraper, away from the public application; unset: none (GET /metrics on the public
+    # port still answers an ops key or the master key).
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
 
 
 class RouterSettings(CommonSettings):
     router_listen: str = "127.0.0.1:50051"
+    # The internal HTTP port serving /health, /ready and Prometheus /metrics; unset: none (its probes
+    # use gRPC health on ROUTER_LISTEN, and several routers on one host must not fight over a port).
+    health_host: str = "127.0.0.1"
+    health_port: int | None = Field(default=None, ge=0, le=65535)
 
 
 class WorkerSettings(CommonSettings):

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Protocol
 
 import grpc.aio
@@ -12,6 +13,7 @@ from common.errors import NotFoundError
 from modelrouter.router.v1 import router_pb2, router_pb2_grpc
 from router.grpc_errors import aborts_on_error
 from router.limits.admission import KeyLimits
+from router.metrics import RouterMetrics
 from router.route_stream import RouteStreams, StreamContext
 from router.selection import RoutingTable
 from router.state import RouterState
@@ -30,6 +32,7 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
         state: RouterState,
         catalogs: CatalogStatusSource | None = None,
         limits: KeyLimits | None = None,
+        metrics: RouterMetrics | None = None,
     ) -> None:
         self._catalog = catalog
         self._state = state
@@ -38,13 +41,16 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
         self._limits = limits or KeyLimits(state)
         # The global provider's tracer unless the server is given another one (tests).
         self.tracer = trace.get_tracer("modelrouter.router")
-        self.streams = RouteStreams(self._route, lambda: self.tracer, self._limits.settle)
+        # Without one of the process's, a registry of the servicer's own (a test's servicer).
+        self.metrics = metrics if metrics is not None else RouterMetrics()
+        self._counted_route = self.metrics.counted(self._route)
+        self.streams = RouteStreams(self._counted_route, lambda: self.tracer, self._settle)
 
     @aborts_on_error
     async def Route(
         self, request: router_pb2.RouteRequest, context: grpc.aio.ServicerContext
     ) -> router_pb2.RouteResponse:
-        return await self._route(request)
+        return await self._counted_route(request)
 
     async def RouteBatchStream(self, request_iterator: object, context: StreamContext) -> None:
         await self.streams.serve(context)
@@ -55,9 +61,11 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
     async def _route(self, request: router_pb2.RouteRequest) -> router_pb2.RouteResponse:
         candidates = self._catalog.candidates(request.model, request.exclude_deployments)
         if request.HasField("admission"):
-            pick = await self._limits.admit(request, candidates)
+            with self.metrics.redis("admit"):
+                pick = await self._limits.admit(request, candidates)
         else:
-            pick = await self._state.pick(request.model, candidates, request.estimated_tokens)
+            with self.metrics.redis("route"):
+                pick = await self._state.pick(request.model, candidates, request.estimated_tokens)
         response = router_pb2.RouteResponse()
         response.target.CopyFrom(candidates[pick.chosen].target)
         response.target.recent_failures = pick.recent_failures
@@ -86,18 +94,23 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
                 param="deployment_id",
                 code="deployment_not_found",
             )
-        healthy = await self._state.report_outcome(
-            request.deployment_id,
-            success=request.success,
-            status_code=request.status_code,
-            retry_after_s=request.retry_after_s,
-        )
+        with self.metrics.redis("report_outcome"):
+            healthy = await self._state.report_outcome(
+                request.deployment_id,
+                success=request.success,
+                status_code=request.status_code,
+                retry_after_s=request.retry_after_s,
+            )
         return router_pb2.OutcomeAck(healthy=healthy)
 
     @aborts_on_error
     async def Settle(self, request: router_pb2.Settlements, context: grpc.aio.ServicerContext) -> router_pb2.SettleAck:
-        await self._limits.settle(request.settlements)
+        await self._settle(request.settlements)
         return router_pb2.SettleAck()
+
+    async def _settle(self, settlements: Iterable[router_pb2.Settlement]) -> None:
+        with self.metrics.redis("settle"):
+            await self._limits.settle(settlements)
 
     @aborts_on_error
     async def Status(
