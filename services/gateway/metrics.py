@@ -69,12 +69,12 @@ class _Usage:
 class _Series:
     """The labelled children one (model, provider, status) records into, resolved once."""
 
-    requests: Any
-    latency: Any
-    ttft: Any
-    prompt_tokens: Any
-    completion_tokens: Any
-    cost: Any
+    requests: Counter
+    latency: Histogram
+    ttft: Histogram
+    prompt_tokens: Counter
+    completion_tokens: Counter
+    cost: Counter
     usage: _Usage
     failed: bool
 

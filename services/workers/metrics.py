@@ -9,7 +9,6 @@ cached, and the in-flight gauge reads a plain int at scrape time.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -19,9 +18,9 @@ from modelrouter.events.v1 import events_pb2
 
 @dataclass(slots=True)
 class _Provider:
-    ok: Any
-    failed: Any
-    latency: Any
+    ok: Counter
+    failed: Counter
+    latency: Histogram
 
 
 class WorkerMetrics:
