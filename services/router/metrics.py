@@ -8,11 +8,10 @@ children are resolved once here, so a Route pays an increment and, for Redis, on
 
 from __future__ import annotations
 
-import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.context_managers import Timer
 
 from common.errors import (
     DatabaseUnavailableError,
@@ -89,11 +88,7 @@ class RouterMetrics:
 
         return counted_route
 
-    @contextmanager
-    def redis(self, step: str) -> Iterator[None]:
-        """Time one Redis step (``REDIS_STEPS``), whether it succeeds or raises."""
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            self._redis[step].observe(time.perf_counter() - started)
+    def redis(self, step: str) -> Timer:
+        """Time one Redis step (``REDIS_STEPS``), whether it succeeds or raises: prometheus-client's
+        own timer, a third of what a generator-based context manager costs."""
+        return self._redis[step].time()
