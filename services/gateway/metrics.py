@@ -40,6 +40,7 @@ _REFUSALS: tuple[tuple[type[ModelRouterError], str], ...] = (
 )
 # Every deployment of the model cooling down after failures (not the router or the workers being away).
 _NO_HEALTHY_DEPLOYMENT = NoHealthyTargetError.default_code
+REFUSAL_REASONS = (*(reason for _, reason in _REFUSALS), "no_healthy_deployment")
 
 
 def refusal_reason(error: ModelRouterError | None) -> str | None:
@@ -121,13 +122,14 @@ class GatewayMetrics:
         Gauge("modelrouter_gateway_requests_in_flight", "Requests being served.", registry=registry).set_function(
             lambda: self.in_flight
         )
-        self._refusals = Counter(
+        refusals = Counter(
             "modelrouter_gateway_refusals",
             "Requests a limit refused: key_rate_limit (a key's or team's rpm, tpm, parallel), budget, "
             "deployment_rate_limit (every deployment at its rpm/tpm), no_healthy_deployment (all cooling down).",
             ["reason"],
             registry=registry,
         )
+        self._refusals = {reason: refusals.labels(reason) for reason in REFUSAL_REASONS}
         self._upstream_errors = Counter(
             "modelrouter_gateway_upstream_errors",
             "Failed upstream attempts (a failover counts each), by provider and kind.",
@@ -147,7 +149,7 @@ class GatewayMetrics:
         self.in_flight -= 1
         reason = refusal_reason(error)
         if reason is not None:
-            self._refusals.labels(reason).inc()
+            self._refusals[reason].inc()
         known = event.provider != "" or reason is not None
         key = (event.requested_model if known else "", event.provider, event.http_status)
         series = self._series.get(key) or self._new_series(key)

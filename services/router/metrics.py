@@ -33,6 +33,7 @@ _REASONS: tuple[tuple[type[ModelRouterError], str], ...] = (
     (NotFoundError, "unknown_model"),
     (DatabaseUnavailableError, "ledger_unavailable"),
 )
+REFUSAL_REASONS = (*(reason for _, reason in _REASONS), "error")
 REDIS_STEPS = ("route", "admit", "report_outcome", "settle")
 
 RouteFn = Callable[[router_pb2.RouteRequest], Awaitable[router_pb2.RouteResponse]]
@@ -56,13 +57,14 @@ class RouterMetrics:
             registry=self.registry,
         )
         self._routed, self._failover, self._refused = (decisions.labels(o) for o in ("routed", "failover", "refused"))
-        self._refusals = Counter(
+        refusals = Counter(
             "modelrouter_router_refusals",
             "Refused Routes by reason: key_rate_limit, budget, deployment_rate_limit, no_healthy_deployment, "
             "unknown_model, ledger_unavailable, error.",
             ["reason"],
             registry=self.registry,
         )
+        self._refusals = {reason: refusals.labels(reason) for reason in REFUSAL_REASONS}
         redis = Histogram(
             "modelrouter_router_redis_seconds",
             "Time of the router's Redis steps, each one Lua script (an admission that must rebuild a budget's "
@@ -81,7 +83,7 @@ class RouterMetrics:
                 response = await route(request)
             except ModelRouterError as exc:
                 self._refused.inc()
-                self._refusals.labels(refusal_reason(exc)).inc()
+                self._refusals[refusal_reason(exc)].inc()
                 raise
             (self._failover if request.exclude_deployments else self._routed).inc()
             return response

@@ -24,7 +24,7 @@ from common.errors import (
 )
 from common.metrics import exposition
 from common.pricing import cost_usd
-from gateway.metrics import GatewayMetrics, refusal_reason
+from gateway.metrics import REFUSAL_REASONS, GatewayMetrics, refusal_reason
 from gateway.router_client import KeyRateLimitError
 from modelrouter.events.v1 import events_pb2
 from modelrouter.router.v1 import router_pb2
@@ -132,7 +132,9 @@ def test_a_refusal_is_counted_by_the_limit_that_made_it(
         for (name, labels), v in samples(metrics).items()
         if name == "modelrouter_gateway_refusals_total"
     }
-    assert refusals == ({reason: 1.0} if reason else {})
+    # Every reason's series exists from the start (at 0), so a rate over it is never "no data".
+    assert set(refusals) == set(REFUSAL_REASONS)
+    assert {r: v for r, v in refusals.items() if v} == ({reason: 1.0} if reason else {})
     # A model the router refused by a limit is a known one: it keeps its label.
     model = "demo" if reason else ""
     assert value(metrics, "modelrouter_gateway_requests_total", model=model, provider="", status=str(error.status)) == 1
