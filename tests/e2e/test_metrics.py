@@ -41,11 +41,13 @@ def config(u: str) -> str:
 providers:
   fake: {{adapter: fake}}
   broken: {{adapter: fake, options: {{fail_status: "500"}}}}
+  dying: {{adapter: fake, options: {{fail_after_chunks: "3", tokens_per_second: "200"}}}}
 deployments:
   - {{id: priced-{u}, model: priced, provider: fake, upstream_model: fake-1,
       price: {{prompt_per_1k: 1.0, completion_per_1k: 2.0}}}}
   - {{id: limited-{u}, model: limited, provider: fake, rpm: 1}}
   - {{id: broken-{u}, model: broken, provider: broken}}
+  - {{id: dying-{u}, model: dying, provider: dying}}
 health:
   failure_threshold: 1000
   cooldown_s: 1
@@ -219,6 +221,19 @@ def test_an_upstream_error_is_counted_by_provider_and_kind(running: Running) -> 
     workers_after = running.scrape("workers")
     assert delta(workers, workers_after, "modelrouter_worker_upstream_errors_total", provider="fake", kind="error") == 1
     assert delta(workers, workers_after, "modelrouter_worker_jobs_total", provider="fake", outcome="error") == 1
+
+
+def test_a_stream_that_fails_after_its_first_chunks_is_counted_once_as_an_upstream_error(running: Running) -> None:
+    gateway = running.scrape("gateway")
+    stream = running.chat(OPS, "dying", stream=True)
+    # The status went out with the first chunk; the failure ends the stream in band.
+    assert stream.status_code == 200 and '"error"' in stream.text and "[DONE]" not in stream.text
+    after = running.scrape("gateway")
+    assert delta(gateway, after, "modelrouter_gateway_upstream_errors_total", provider="fake", kind="error") == 1
+    # Its usage record says 502, and so does the request's series; it streamed, so it has a TTFT.
+    labels = {"model": "dying", "provider": "fake"}
+    assert delta(gateway, after, "modelrouter_gateway_requests_total", **labels, status="502") == 1
+    assert delta(gateway, after, "modelrouter_gateway_time_to_first_token_seconds_count", **labels) == 1
 
 
 def test_accountings_port_counts_the_events_it_stores(running: Running) -> None:
