@@ -75,10 +75,19 @@ class GatewaySettings(CommonSettings):
     default_model: str = ""
     # Which gateway.prompt_class classifier sorts auto requests.
     prompt_classifier: str = "heuristic"
+    # The internal port serving Prometheus metrics without a key (and /health, /ready) for the
+    # cluster's scraper, away from the public application; unset: none (GET /metrics on the public
+    # port still answers an ops key or the master key).
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
 
 
 class RouterSettings(CommonSettings):
     router_listen: str = "127.0.0.1:50051"
+    # The internal HTTP port serving /health, /ready and Prometheus /metrics; unset: none (its probes
+    # use gRPC health on ROUTER_LISTEN, and several routers on one host must not fight over a port).
+    health_host: str = "127.0.0.1"
+    health_port: int | None = Field(default=None, ge=0, le=65535)
 
 
 class WorkerSettings(CommonSettings):

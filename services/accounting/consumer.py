@@ -30,6 +30,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from accounting.mapping import MalformedEventError, is_batch, rows_from_message
+from accounting.metrics import AccountingMetrics
 from accounting.store import TABLE, RowsRejectedError, StoreUnavailableError, UsageStore
 from common import subjects
 from common.messaging import consumer_span
@@ -94,10 +95,18 @@ class _Pending:
 
 
 class UsageConsumer:
-    def __init__(self, js: JetStreamContext, store: UsageStore, options: ConsumerOptions) -> None:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        store: UsageStore,
+        options: ConsumerOptions,
+        metrics: AccountingMetrics | None = None,
+    ) -> None:
         self._js = js
         self._store = store
         self._options = options
+        # Without one of the process's, a registry of the consumer's own (a test's consumer).
+        self.metrics = metrics if metrics is not None else AccountingMetrics()
         self._sub: JetStreamContext.PullSubscription | None = None
 
     async def start(self) -> None:
@@ -164,9 +173,12 @@ class UsageConsumer:
 
     async def _decode(self, msg: Msg, spans: ExitStack) -> _Message | None:
         """``msg`` with a CONSUMER span per event; None if it was terminated as undecodable."""
+        if _num_delivered(msg) > 1:
+            self.metrics.redeliveries.inc()
         try:
             events = rows_from_message(msg.data, msg.headers)
         except MalformedEventError as exc:
+            self.metrics.events["malformed"].inc()
             await self._terminate(msg, self._span(spans, msg, msg.headers), str(exc))
             return None
         message = _Message(msg, is_batch(msg.headers))
@@ -176,6 +188,7 @@ class UsageConsumer:
             span = self._span(spans, msg, carrier)
             span.set_attribute("messaging.message.id", event.request_id)
             if event.row is None:
+                self.metrics.events["dropped"].inc()
                 _drop(msg, span, event.request_id, event.error)
             else:
                 message.rows.append(_Pending(span, event.row))
@@ -195,7 +208,9 @@ class UsageConsumer:
             await self._store.insert([p.row for p in pending])
         except RowsRejectedError as exc:
             _end_insert_spans(pending, started, len(pending), str(exc))
+            self.metrics.inserted(len(pending), (time.time_ns() - started) / 1e9, "rejected")
             if len(pending) == 1:
+                self.metrics.events["rejected"].inc()
                 pending[0].rejected = str(exc)
                 return None
             log.warning("Postgres rejected a batch of %d usage rows (%s); storing them one by one", len(pending), exc)
@@ -205,9 +220,12 @@ class UsageConsumer:
             return None
         except StoreUnavailableError as exc:
             _end_insert_spans(pending, started, len(pending), str(exc))
+            self.metrics.inserted(len(pending), (time.time_ns() - started) / 1e9, "unavailable")
             log.error("storing %d usage rows failed, will retry: %s", len(pending), exc)
             return str(exc)
         _end_insert_spans(pending, started, len(pending), None)
+        self.metrics.inserted(len(pending), (time.time_ns() - started) / 1e9, "ok")
+        self.metrics.events["stored"].inc(len(pending))
         for p in pending:
             p.stored = True
         return None

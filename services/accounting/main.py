@@ -9,9 +9,11 @@ import logging
 import uvloop
 from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
+from prometheus_client import REGISTRY
 
 from accounting.admin.runtime import start_keys
 from accounting.consumer import ConsumerOptions, UsageConsumer
+from accounting.metrics import AccountingMetrics, LagSampler
 from accounting.store import SchemaMissingError, UsageStore, create_engine
 from common.health import HealthServer
 from common.lifecycle import install_stop_signals, settle_heap
@@ -49,7 +51,9 @@ async def serve(settings: AccountingSettings, options: ConsumerOptions, stop: as
 async def _consume(
     settings: AccountingSettings, options: ConsumerOptions, stop: asyncio.Event, store: UsageStore, nc: NATS
 ) -> None:
-    consumer = UsageConsumer(nc.jetstream(), store, options)
+    # The process's default registry, which the health port serves (with the process's CPU, memory
+    # and files, which prometheus-client adds to it).
+    consumer = UsageConsumer(nc.jetstream(), store, options, AccountingMetrics(REGISTRY))
     try:
         await ensure_usage_stream(nc, options.stream, options.subject)
         await consumer.start()
@@ -99,6 +103,8 @@ async def _serve(
         settings.health_host,
         health.port,
     )
+    lag = LagSampler(nc.jetstream(), options.stream, options.durable, consumer.metrics)
+    lag.start()
     settle_heap()
     running = asyncio.create_task(consumer.run(stop))
     stopping = asyncio.create_task(stop.wait())
@@ -115,6 +121,7 @@ async def _serve(
             await running  # re-raises a crash of the loop
     finally:
         stopping.cancel()
+        await lag.stop()
         await health.stop()
         await consumer.close()
 

@@ -11,15 +11,17 @@ from gateway import errors, openapi
 from gateway.admin import routes as admin
 from gateway.deps import Gateway
 from gateway.edge import FastLane, ServerSpans
-from gateway.routes import auth, generate, health, messages, models, operator
+from gateway.routes import auth, generate, health, messages, metrics, models, operator
+from gateway.routes.metrics import UsageSummary
 
 UNTRACED_PATHS = ("/health", "/ready")
 NO_FASTAPI_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}
 FAST_ROUTES = (*generate.routes, *messages.routes)
 
 
-def create_api(gateway: Gateway) -> FastAPI:
-    """The FastAPI application alone: every route the gateway serves, the fast lane's included."""
+def create_api(gateway: Gateway, *, usage_summary: UsageSummary | None = None) -> FastAPI:
+    """The FastAPI application alone: every route the gateway serves, the fast lane's included.
+    ``usage_summary`` answers ``GET /metrics`` in JSON (default: this gateway's own tallies)."""
     # FastAPI's own OpenTelemetry is off: ServerSpans traces every request, the fast lane's included.
     # Its own OpenAPI document and docs pages are off too: gateway.openapi serves complete ones.
     api = FastAPI(title=openapi.TITLE, openapi_url=None, docs_url=None, redoc_url=None, telemetry=NO_FASTAPI_TELEMETRY)
@@ -29,9 +31,11 @@ def create_api(gateway: Gateway) -> FastAPI:
     api.router.routes.extend(FAST_ROUTES)
     for module in (models, health, auth, admin, operator):
         api.include_router(module.router)
+    api.include_router(metrics.router_for(usage_summary))
     openapi.install(api)
     return api
 
 
-def create_app(gateway: Gateway) -> ASGIApp:
-    return ServerSpans(FastLane(create_api(gateway), FAST_ROUTES), untraced_paths=UNTRACED_PATHS)
+def create_app(gateway: Gateway, *, usage_summary: UsageSummary | None = None) -> ASGIApp:
+    api = create_api(gateway, usage_summary=usage_summary)
+    return ServerSpans(FastLane(api, FAST_ROUTES), untraced_paths=UNTRACED_PATHS)

@@ -33,6 +33,7 @@ from gateway.admission import settlement_of
 from gateway.attempt import Attempt, error_from_reply
 from gateway.job_bodies import JobBodies
 from gateway.ledger import Ledger
+from gateway.metrics import GatewayMetrics
 from gateway.replies import ReplyHub
 from gateway.router_client import RouterClient
 from gateway.usage import UsagePublisher
@@ -94,8 +95,11 @@ class Dispatcher:
         stall_timeout_s: float,
         max_attempts: int,
         jobs_subject: str = subjects.JOBS,
+        metrics: GatewayMetrics | None = None,
     ) -> None:
         self._router, self._nc, self._hub, self._usage, self._bodies = router, nc, hub, usage, bodies
+        # Without one of the process's, a registry of the dispatcher's own (a test's dispatcher).
+        self.metrics = metrics if metrics is not None else GatewayMetrics()
         self._jobs_subject = jobs_subject
         self._accept_timeout_s = accept_timeout_s
         self._stall_timeout_s = stall_timeout_s
@@ -106,6 +110,7 @@ class Dispatcher:
 
     async def complete(self, call: Call) -> bytes:
         """The whole response body of a non-streaming request."""
+        self.metrics.started()
         ledger = Ledger()
         try:
             reply = await self._first_reply(call, ledger)
@@ -129,22 +134,30 @@ class Dispatcher:
     async def _join_body(self, ledger: Ledger, reply: events_pb2.Reply) -> bytes:
         """A non-streamed answer too big for one message arrives as chunks, then its result (which
         ``reply`` becomes)."""
-        assert ledger.attempt is not None
+        attempt = ledger.attempt
+        assert attempt is not None
         parts: list[bytes] = []
-        while reply.HasField("chunk"):
-            parts.append(reply.chunk.data)
-            try:
-                reply.CopyFrom(await ledger.attempt.next(self._stall_timeout_s))
-            except TimeoutError:  # (a lost worker raises WorkerLostError, which fails the request)
-                raise UpstreamTimeoutError("The worker stopped sending the answer.", code="stream_stalled") from None
-        if not reply.result.ok:
-            raise error_from_reply(reply.result.error)
+        try:
+            while reply.HasField("chunk"):
+                parts.append(reply.chunk.data)
+                try:
+                    reply.CopyFrom(await attempt.next(self._stall_timeout_s))
+                except TimeoutError:  # (a lost worker raises WorkerLostError, which fails the request)
+                    raise UpstreamTimeoutError(
+                        "The worker stopped sending the answer.", code="stream_stalled"
+                    ) from None
+            if not reply.result.ok:
+                raise error_from_reply(reply.result.error)
+        except UpstreamError as exc:
+            self.metrics.upstream_error(attempt.target.provider, exc)
+            raise
         return b"".join(parts)
 
     async def open_stream(self, call: Call, encoder: sse.StreamEncoder | None = None) -> AsyncIterator[bytes]:
         """The encoded stream of a streaming request (OpenAI SSE unless ``encoder`` says otherwise).
         Routing and failover happen before this returns, so errors before the first chunk still get
         their own HTTP status."""
+        self.metrics.started()
         ledger = Ledger()
         try:
             first = await self._first_reply(call, ledger)
@@ -186,6 +199,7 @@ class Dispatcher:
                         yield encoder.done(reply.result.usage)
                     else:
                         ledger.error = error_from_reply(reply.result.error)
+                        self.metrics.upstream_error(attempt.target.provider, ledger.error)
                         yield encoder.error(ledger.error)
                     return
                 try:
@@ -200,6 +214,7 @@ class Dispatcher:
                         ledger.error = UpstreamTimeoutError(
                             f"The upstream stream stalled for {self._stall_timeout_s:g}s.", code="stream_stalled"
                         )
+                    self.metrics.upstream_error(attempt.target.provider, ledger.error)
                     ledger.bill_relayed()
                     yield encoder.error(ledger.error)
                     return
@@ -212,6 +227,7 @@ class Dispatcher:
 
     def reject(self, call: Call, error: ModelRouterError) -> None:
         """Account for a request refused before dispatch (invalid body, too large)."""
+        self.metrics.started()  # in the request counts too, ended by ``_account`` as every request is
         self._finish(call, Ledger(error=error))
 
     # --- attempts ----------------------------------------------------------------------------
@@ -249,6 +265,7 @@ class Dispatcher:
             except UpstreamError as exc:
                 ledger.close_attempt()
                 attempt_outcome.report_failed_attempt(self._router, ledger, target, exc)
+                self.metrics.upstream_error(target.provider, exc)
                 if not exc.retryable:
                     raise
                 last_error = exc
@@ -357,6 +374,7 @@ class Dispatcher:
         if call.admission is not None and ledger.target is not None:
             self._router.settle(settlement_of(event))
         self._usage.publish(event, ledger.worker_span or None)
+        self.metrics.finished(event, ledger.error)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.ensure_future(coro)

@@ -12,9 +12,11 @@ from types import FrameType
 
 import uvicorn
 import uvloop
+from prometheus_client import REGISTRY
 
 from common import telemetry
 from common.config import ModelRouterConfig, load_config_or_exit
+from common.health import HealthServer
 from common.lifecycle import settle_heap
 from common.messaging import DependencyUnavailable, connect_nats, ensure_usage_stream
 from common.settings import GatewaySettings, load_settings
@@ -25,6 +27,7 @@ from gateway.dispatch import Dispatcher
 from gateway.job_bodies import JobBodies
 from gateway.keyring import Keyring
 from gateway.keyring_watch import KeyringWatch
+from gateway.metrics import GatewayMetrics
 from gateway.prompt_class import UnknownClassifierError
 from gateway.replies import ReplyHub
 from gateway.router_client import RouterClient
@@ -66,6 +69,8 @@ async def build_gateway(
     await bodies.start()
     usage = UsagePublisher(nc, settings.usage_subject, linger_s=settings.usage_linger_s)
     router = RouterClient(settings.router_addr)
+    # The process's default registry: prometheus-client adds the process's CPU, memory and files.
+    metrics = GatewayMetrics(REGISTRY)
     dispatcher = Dispatcher(
         router,
         nc,
@@ -76,11 +81,27 @@ async def build_gateway(
         stall_timeout_s=settings.stall_timeout_s,
         max_attempts=settings.max_attempts,
         jobs_subject=settings.jobs_subject,
+        metrics=metrics,
     )
     keys = Keyring(settings, list(config.keys))
     watch = KeyringWatch(nc, keys, settings.keys_bucket, resync_s=settings.keys_resync_s)
     await watch.start()
     return Gateway(settings, keys, router, dispatcher, nc, watch=watch, auto=auto), hub, bodies, usage
+
+
+async def _start_metrics_port(settings: GatewaySettings, gateway: Gateway) -> HealthServer | None:
+    """The scraper's port (``METRICS_PORT``), when one is set: metrics without a key, off the public app."""
+    if settings.metrics_port is None:
+        return None
+    server = HealthServer(
+        settings.metrics_host,
+        settings.metrics_port,
+        ready=lambda: not gateway.draining,
+        registry=gateway.dispatcher.metrics.registry,
+    )
+    await server.start()
+    log.info("metrics for the scraper on %s:%d/metrics", settings.metrics_host, server.port)
+    return server
 
 
 async def serve(settings: GatewaySettings, config: ModelRouterConfig) -> None:
@@ -109,6 +130,7 @@ async def serve(settings: GatewaySettings, config: ModelRouterConfig) -> None:
         ),
         gateway,
     )
+    internal = await _start_metrics_port(settings, gateway)
     settle_heap()
     try:
         await server.serve()
@@ -122,6 +144,8 @@ async def serve(settings: GatewaySettings, config: ModelRouterConfig) -> None:
             await gateway.watch.stop()
         await gateway.router.close()
         await gateway.nats.drain()
+        if internal is not None:  # last: the scraper sees the drain through
+            await internal.stop()
 
 
 def main() -> None:

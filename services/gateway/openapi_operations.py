@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from gateway import openapi_shapes as shapes
 from gateway.anthropic import schemas as anthropic_schemas
-from gateway.routes import generate, messages
+from gateway.routes import generate, messages, metrics
 
 ErrorShape = Literal["openai", "anthropic"]
 
@@ -147,6 +147,22 @@ def operations() -> list[Operation]:
         ),
         *openapi_admin.operations(),
         *openapi_operator.operations(),
+        Operation(
+            "get",
+            "/metrics",
+            "metrics",
+            "Prometheus metrics, or a JSON summary of usage and cost",
+            "Metrics",
+            metrics.MetricsSummary,
+            errors=(401, 403),
+            description=(
+                "An ops key or the master key. Prometheus text (`text/plain; version=0.0.4`; OpenMetrics when "
+                "`Accept` asks for it): requests by model, provider and status, latency and time-to-first-token "
+                "histograms, tokens, cost in USD, requests in flight, refusals by limit, upstream errors by "
+                "provider and kind. With `Accept: application/json`, the summary documented here. The cluster's "
+                "scraper reads the text without a key on the gateway's internal `METRICS_PORT`."
+            ),
+        ),
         Operation(
             "get",
             "/health",

@@ -63,9 +63,16 @@ _BY_CODE: dict[str, type[ModelRouterError]] = {
 }
 
 
+class KeyRateLimitError(RateLimitError):
+    """A key's or team's own rpm, tpm or parallel limit refused the request, not the deployments':
+    the same 429 for the client, told apart for the gateway's refusal metrics."""
+
+
 def _route_error(error: router_pb2.RouteError, model: str) -> ModelRouterError:
     code = _STATUS_CODES.get(error.grpc_code, grpc.StatusCode.UNKNOWN)
     known = _BY_CODE.get(error.code)
+    if known is None and code == grpc.StatusCode.RESOURCE_EXHAUSTED and _carries_key_limits(error):
+        known = KeyRateLimitError
     exc = (
         known(error.message, retry_after_s=error.retry_after_s or None)
         if known is not None
@@ -73,6 +80,11 @@ def _route_error(error: router_pb2.RouteError, model: str) -> ModelRouterError:
     )
     exc.extra_headers = ratelimit_headers.of(error)
     return exc
+
+
+def _carries_key_limits(error: router_pb2.RouteError) -> bool:
+    # Only a refusal by a key's (or its team's) limits brings their state (router.grpc_errors).
+    return error.HasField("requests") or error.HasField("tokens")
 
 
 def _to_error(code: grpc.StatusCode, details: str, retry_after_s: float | None, model: str) -> ModelRouterError:

@@ -10,21 +10,25 @@ import asyncio
 import logging
 import os
 import sys
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import httpx
 import uvloop
+from prometheus_client import REGISTRY
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
 from common import seed_settings, telemetry
 from common.config import ModelRouterConfig, load_config_or_exit
+from common.health import HealthServer
 from common.lifecycle import install_stop_signals, settle_heap
 from common.messaging import DependencyUnavailable, connect_nats
 from common.settings import RouterSettings, load_settings
 from router.catalog_refresh import CatalogRefresher
 from router.limits.admission import KeyLimits
 from router.limits.ledger import SpendLedger
+from router.metrics import RouterMetrics
 from router.server import RouterServer
 from router.servicer import RouterServicer
 from router.state import RouterState
@@ -60,6 +64,20 @@ async def _connect_ledger(settings: RouterSettings, ledger: SpendLedger) -> None
         await asyncio.sleep(_NATS_RETRY_S)
 
 
+async def _start_health_port(settings: RouterSettings, ready: Callable[[], bool]) -> HealthServer | None:
+    """The scraper's port (``HEALTH_PORT``: /metrics, /health, /ready), when one is set."""
+    if settings.health_port is None:
+        return None
+    health = HealthServer(settings.health_host, settings.health_port, ready)
+    try:
+        await health.start()
+    except OSError as exc:
+        log.error("cannot serve health and metrics on %s:%d: %s", settings.health_host, settings.health_port, exc)
+        raise SystemExit(1) from None
+    log.info("health and metrics on %s:%d", settings.health_host, health.port)
+    return health
+
+
 async def serve(settings: RouterSettings, config: ModelRouterConfig) -> None:
     pool = BlockingConnectionPool.from_url(
         settings.redis_url,
@@ -90,7 +108,8 @@ async def serve(settings: RouterSettings, config: ModelRouterConfig) -> None:
         table = routing_table(config)
         # The seeds' variables as ours (common.seed_settings): the keys discovery lists models with.
         catalogs = CatalogRefresher(config, table, http, seed_settings.environment(os.environ))
-        servicer = RouterServicer(table, state, catalogs, limits)
+        # The process's default registry: prometheus-client adds the process's CPU, memory and files.
+        servicer = RouterServicer(table, state, catalogs, limits, RouterMetrics(REGISTRY))
         try:
             server = RouterServer(servicer, settings.router_listen)
         except RuntimeError as exc:  # grpc: "Failed to bind to address ..."
@@ -98,11 +117,13 @@ async def serve(settings: RouterSettings, config: ModelRouterConfig) -> None:
             raise SystemExit(1) from None
         stop = asyncio.Event()
         install_stop_signals(stop)
+        health: HealthServer | None = None
         # Catalogue models are routable from the first request on; a catalogue that cannot be
         # fetched does not stop the router (its models are absent until a retry succeeds).
         await catalogs.start()
         settle_heap()
         try:
+            health = await _start_health_port(settings, ready=lambda: not stop.is_set())
             await server.start()
             log.info("router listening on %s (port %d)", settings.router_listen, server.port)
             await stop.wait()
@@ -110,6 +131,8 @@ async def serve(settings: RouterSettings, config: ModelRouterConfig) -> None:
             await server.stop(settings.drain_timeout_s)
         finally:
             await catalogs.stop()
+            if health is not None:
+                await health.stop()
     finally:
         connecting.cancel()
         if ledger.connection is not None:

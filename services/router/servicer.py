@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 import grpc.aio
@@ -14,6 +14,7 @@ from modelrouter.router.v1 import router_pb2, router_pb2_grpc
 from router.fallbacks import RouteDecider
 from router.grpc_errors import aborts_on_error
 from router.limits.admission import KeyLimits, folds_into
+from router.metrics import RouterMetrics
 from router.overview import overview
 from router.route_stream import RouteStreams, StreamContext
 from router.selection import RoutingTable
@@ -33,6 +34,7 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
         state: RouterState,
         catalogs: CatalogStatusSource | None = None,
         limits: KeyLimits | None = None,
+        metrics: RouterMetrics | None = None,
     ) -> None:
         self._catalog = catalog
         self._state = state
@@ -42,15 +44,18 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
         # The global provider's tracer unless the server is given another one (tests).
         self.tracer = trace.get_tracer("modelrouter.router")
         self._decider = RouteDecider(catalog, state, self._limits)
+        # Without one of the process's, a registry of the servicer's own (a test's servicer).
+        self.metrics = metrics if metrics is not None else RouterMetrics()
+        self._counted_route = self.metrics.counted(self._route)
         self.streams = RouteStreams(
-            self._route, lambda: self.tracer, self._limits.settle, self._streamed_outcomes, folds_into
+            self._counted_route, lambda: self.tracer, self._settle, self._streamed_outcomes, folds_into
         )
 
     @aborts_on_error
     async def Route(
         self, request: router_pb2.RouteRequest, context: grpc.aio.ServicerContext
     ) -> router_pb2.RouteResponse:
-        return await self._route(request)
+        return await self._counted_route(request, ())
 
     async def RouteBatchStream(self, request_iterator: object, context: StreamContext) -> None:
         await self.streams.serve(context)
@@ -63,7 +68,8 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
     ) -> router_pb2.RouteResponse:
         """``settlements`` (earlier requests of the same key, see ``folds_into``) are applied in the
         admission's own step, or on their own when the request fails before it."""
-        response = await self._decider.decide(request, settlements)
+        with self.metrics.redis("admit" if request.HasField("admission") else "route"):
+            response = await self._decider.decide(request, settlements)
         trace.get_current_span().set_attribute("modelrouter.deployment_id", response.target.deployment_id)
         return response
 
@@ -84,7 +90,8 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
                 param="deployment_id",
                 code="deployment_not_found",
             )
-        healthy = await self._report(request)
+        with self.metrics.redis("report_outcome"):
+            healthy = await self._report(request)
         return router_pb2.OutcomeAck(healthy=healthy)
 
     async def _report(self, report: router_pb2.OutcomeReport) -> bool:
@@ -117,8 +124,12 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
 
     @aborts_on_error
     async def Settle(self, request: router_pb2.Settlements, context: grpc.aio.ServicerContext) -> router_pb2.SettleAck:
-        await self._limits.settle(request.settlements)
+        await self._settle(request.settlements)
         return router_pb2.SettleAck()
+
+    async def _settle(self, settlements: Iterable[router_pb2.Settlement]) -> None:
+        with self.metrics.redis("settle"):
+            await self._limits.settle(settlements)
 
     @aborts_on_error
     async def Status(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
@@ -22,6 +23,7 @@ from common.telemetry import traceparent_of
 from modelrouter.events.v1 import events_pb2
 from workers.adapters import AdapterPool
 from workers.job_body import fetch_body
+from workers.metrics import WorkerMetrics
 from workers.outcome import WorkerShutdownError, error_message, failed, usage_message
 from workers.usage import UsageMeter
 
@@ -149,8 +151,11 @@ class JobExecutor:
         *,
         accept_delay_s: float = ACCEPT_DELAY_S,
         heartbeat_s: float = HEARTBEAT_S,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self._nc = nc
+        # Without one of the process's, a registry of the executor's own (a test's executor).
+        self.metrics = metrics if metrics is not None else WorkerMetrics()
         self._adapters = adapters
         self._worker_id = worker_id
         self._env = env
@@ -176,7 +181,10 @@ class JobExecutor:
             try:
                 if self._accept_delay_s <= 0:
                     await replies.accepted()
+                self.metrics.started()
+                started = time.perf_counter()
                 result = await self._attempt(control, replies)
+                self.metrics.finished(job.target.provider, time.perf_counter() - started, result)
                 result.traceparent = traceparent_of(span)
                 _record(span, result)
                 await self._send_result(replies, result)

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 
+import prometheus_client
 import uvloop
 
 from common import seed_settings
@@ -16,6 +17,7 @@ from common.settings import WorkerSettings, load_settings
 from common.telemetry import setup
 from workers.adapters import AdapterPool
 from workers.job import JobExecutor
+from workers.metrics import WorkerMetrics
 from workers.providers import REGISTRY
 from workers.runner import JobRunner
 
@@ -40,6 +42,9 @@ async def serve(settings: WorkerSettings, *, jobs_subject: str | None = None) ->
             seed_settings.environment(os.environ),
             accept_delay_s=settings.accept_delay_s,
             heartbeat_s=settings.heartbeat_s,
+            # The process's default registry, which the health port serves (with the process's CPU,
+            # memory and files, which prometheus-client adds to it).
+            metrics=WorkerMetrics(prometheus_client.REGISTRY),
         )
         runner = JobRunner(
             nc,

@@ -193,6 +193,38 @@ def test_configured_ports_match_container_ports_and_services(kustomization: str)
             assert p["targetPort"] in names, f"Service {svc['metadata']['name']}: targetPort {p['targetPort']}"
 
 
+# The setting that makes each service serve /metrics, and the host it listens on.
+METRICS_SETTINGS = {
+    "gateway": ("METRICS_HOST", "METRICS_PORT"),
+    "router": ("HEALTH_HOST", "HEALTH_PORT"),
+    "workers": ("HEALTH_HOST", "HEALTH_PORT"),
+    "accounting": ("HEALTH_HOST", "HEALTH_PORT"),
+}
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_every_service_is_scraped_where_it_serves_metrics_and_no_service_exposes_that_port(
+    kustomization: str,
+) -> None:
+    docs = render(kustomization)
+    for service in SERVICES:
+        deployment = find(docs, "Deployment", service)
+        annotations = deployment["spec"]["template"]["metadata"].get("annotations", {})
+        assert annotations.get("prometheus.io/scrape") == "true", service
+        assert annotations.get("prometheus.io/path") == "/metrics", service
+        container = pod_spec(deployment)["containers"][0]
+        host, port = (_env_of(docs, container)[name] for name in METRICS_SETTINGS[service])
+        assert host == "0.0.0.0", service
+        assert annotations["prometheus.io/port"] == port, service
+        named = {int(p["containerPort"]): p["name"] for p in container["ports"]}
+        assert int(port) in named, f"{service}: metrics port {port} is not a container port"
+        # Metrics go without a key: only the scraper inside the cluster may reach them.
+        for svc in of_kind(docs, "Service"):
+            if svc["spec"]["selector"].get("app.kubernetes.io/name") == service:
+                targets = {p["targetPort"] for p in svc["spec"]["ports"]}
+                assert named[int(port)] not in targets and int(port) not in targets, service
+
+
 @pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
 def test_settings_names_are_ones_the_services_read(kustomization: str) -> None:
     docs = render(kustomization)

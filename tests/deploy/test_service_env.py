@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.deploy.conftest import free_port
 from tests.deploy.dockerfile_model import SERVICES
@@ -31,9 +33,10 @@ from tests.deploy.tools import find, of_kind, pod_spec, render
 pytestmark = [pytest.mark.deploy, pytest.mark.integration]
 
 READY_TIMEOUT_S = 30.0
+METRIC_PREFIX = {"gateway": "gateway", "router": "router", "workers": "worker", "accounting": "accounting"}
 # Settings that name where the process listens or whom it calls inside the cluster.
-LISTEN_HOSTS = ("GATEWAY_HOST", "HEALTH_HOST")
-LISTEN_PORTS = ("GATEWAY_PORT", "HEALTH_PORT")
+LISTEN_HOSTS = ("GATEWAY_HOST", "HEALTH_HOST", "METRICS_HOST")
+LISTEN_PORTS = ("GATEWAY_PORT", "HEALTH_PORT", "METRICS_PORT")
 LISTEN_ADDRESSES = ("ROUTER_LISTEN",)
 PEER_ADDRESSES = ("ROUTER_ADDR",)
 
@@ -218,6 +221,14 @@ def test_service_starts_and_stops_with_only_its_manifest_environment(
             peers = {f"router:{grpc_port}": f"127.0.0.1:{router_pod.port(grpc_port)}"}
         running, pod = stack.enter_context(run_service(service, secrets, image_roots, tmp_path, peers))
         assert pod.alive(), f"{service} is ready but its livenessProbe fails:\n{running.output()}"
+        # The scraper's port, as the pod's annotations name it: Prometheus text, without a key.
+        annotations = find(render("base"), "Deployment", service)["spec"]["template"]["metadata"]["annotations"]
+        scraped = (
+            f"http://127.0.0.1:{pod.port(int(annotations['prometheus.io/port']))}{annotations['prometheus.io/path']}"
+        )
+        with urllib.request.urlopen(scraped, timeout=5) as response:
+            families = {f.name for f in text_string_to_metric_families(response.read().decode())}
+        assert any(name.startswith(f"modelrouter_{METRIC_PREFIX[service]}_") for name in families), families
         health = _image_healthcheck(service, pod, image_roots[service])
         assert health.returncode == 0, f"the image's HEALTHCHECK fails: {health.stdout}{health.stderr}"
         status = running.terminate()
