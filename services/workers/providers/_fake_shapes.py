@@ -140,8 +140,10 @@ class TextReply:
             yield StreamChunk(orjson.dumps(opening))
         for word in self._words:
             yield StreamChunk(orjson.dumps(self._shape.word_chunk(word)), text_chars=len(word))
-        yield StreamChunk(orjson.dumps(self._shape.finish_chunk(self._finish_reason)))
-        yield StreamChunk(orjson.dumps(self._shape.usage_chunk(self.usage)), usage=self.usage, usage_only=True)
+        finish = self._shape.finish_chunk(self._finish_reason)
+        yield StreamChunk(orjson.dumps(finish), finish=True, json=finish)
+        usage = self._shape.usage_chunk(self.usage)
+        yield StreamChunk(orjson.dumps(usage), usage=self.usage, usage_only=True, json=usage)
 
 
 _PIECE = re.compile(r"\S+\s*")
