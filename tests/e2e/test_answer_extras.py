@@ -160,6 +160,62 @@ async def test_without_the_usage_chunk_the_finish_chunk_carries_the_route(
     assert exact(metadata["estimated_cost"]) == row["cost_usd"]
 
 
+# --- prices: the list's, cached tokens, unknown -------------------------------------------------
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+async def test_cached_prompt_tokens_are_billed_at_the_listed_cached_price(
+    running_stack: RunningStack, stream: bool
+) -> None:
+    """``oai`` has no price of its own: gpt-4o-mini's list price ($0.15 / $0.075 cached / $0.60 per
+    1M tokens), and the upstream reports 16 of the prompt's tokens as cached."""
+    client = running_stack.client()
+    if stream:
+        raw = client.chat.completions.with_raw_response.create(
+            model="oai", messages=HELLO, stream=True, stream_options={"include_usage": True}
+        )
+        completion_usage = list(raw.parse())[-1].usage
+    else:
+        raw = client.chat.completions.with_raw_response.create(model="oai", messages=HELLO)
+        completion_usage = raw.parse().usage
+    assert completion_usage is not None
+    usage = completion_usage.model_extra or {}
+    prompt, completion = completion_usage.prompt_tokens, completion_usage.completion_tokens
+    row = await assert_cost_is_the_stored_one(running_stack, raw.headers["x-request-id"], usage)
+    assert row["cached_tokens"] == 16 < prompt
+    input_usd = (Decimal(prompt - 16) * Decimal("0.00015") + 16 * Decimal("0.000075")) / 1000
+    assert row["input_cost_usd"] == input_usd
+    assert row["output_cost_usd"] == Decimal(completion) * Decimal("0.0006") / 1000
+    assert row["cost_usd"] == row["input_cost_usd"] + row["output_cost_usd"]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+async def test_an_unknown_price_is_null_in_the_answer_and_flagged_in_the_row(
+    running_stack: RunningStack, stream: bool
+) -> None:
+    client = running_stack.client()
+    if stream:
+        raw = client.chat.completions.with_raw_response.create(
+            model="unpriced", messages=HELLO, stream=True, stream_options={"include_usage": True}
+        )
+        last = list(raw.parse())[-1]
+        completion_usage, metadata = last.usage, (last.model_extra or {})["router_metadata"]
+    else:
+        raw = client.chat.completions.with_raw_response.create(model="unpriced", messages=HELLO)
+        completion = raw.parse()
+        completion_usage, metadata = completion.usage, (completion.model_extra or {})["router_metadata"]
+    assert completion_usage is not None and completion_usage.total_tokens > 0
+    usage = completion_usage.model_extra or {}
+    assert [usage[k] for k in COSTS] == [None, None, None]
+    assert metadata["estimated_cost"] is None
+    assert "x-modelrouter-estimated-cost" not in raw.headers and "x-modelrouter-cost-usd" not in raw.headers
+
+    row = await one_usage_row(running_stack.database_url, raw.headers["x-request-id"])
+    assert (row["status"], row["price_unknown"]) == ("success", True)
+    assert (row["cost_usd"], row["input_cost_usd"], row["output_cost_usd"]) == (None, None, None)
+    assert row["prompt_tokens"] == completion_usage.prompt_tokens  # the tokens are still counted
+
+
 # --- Anthropic's Messages API -------------------------------------------------------------------
 
 
