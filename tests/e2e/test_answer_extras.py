@@ -230,3 +230,25 @@ async def test_the_messages_api_carries_the_cost_and_the_route_in_headers(runnin
     assert_route_headers(answer.headers, running_stack, "demo")
     row = await one_usage_row(running_stack.database_url, answer.headers["request-id"])
     assert Decimal(answer.headers["x-modelrouter-cost-usd"]) == row["cost_usd"] > 0
+
+
+async def test_a_streamed_message_carries_its_cost_in_message_delta(running_stack: RunningStack) -> None:
+    async with httpx.AsyncClient(base_url=running_stack.base_url, headers={"x-api-key": KEY}) as http:
+        answer = await http.post(
+            "/v1/messages",
+            json={
+                "model": "demo",
+                "max_tokens": 50,
+                "stream": True,
+                "messages": [{"role": "user", "content": "Hello there"}],
+            },
+        )
+    assert answer.status_code == 200, answer.text
+    assert_route_headers(answer.headers, running_stack, "demo")
+    [delta] = [
+        json.loads(line.removeprefix("data: "), parse_float=Decimal)
+        for line in answer.text.splitlines()
+        if line.startswith("data: ") and '"message_delta"' in line
+    ]
+    row = await one_usage_row(running_stack.database_url, answer.headers["request-id"])
+    assert delta["usage"]["cost_usd"] == row["cost_usd"] > 0
