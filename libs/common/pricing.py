@@ -9,6 +9,7 @@ binary double's 0.00150000000000000003...; from there every step is decimal arit
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Context, Decimal
@@ -27,6 +28,8 @@ class InvalidPriceError(ValueError):
     pass
 
 
+# A process sees few distinct prices (one per deployment), each read once per request otherwise.
+@functools.lru_cache(maxsize=4096)
 def price_to_decimal(usd_per_1k: float) -> Decimal:
     if not math.isfinite(usd_per_1k) or usd_per_1k < 0:
         raise InvalidPriceError(f"price must be a finite, non-negative number, got {usd_per_1k!r}")

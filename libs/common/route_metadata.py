@@ -88,4 +88,6 @@ class RouteMetadata:
 
 
 def _header_value(text: str) -> str:
+    if text.isascii() and text.isprintable():  # the common case, without the regex
+        return text
     return _UNSAFE.sub("?", text)
