@@ -33,7 +33,7 @@ class InvalidPriceError(ValueError):
 def price_to_decimal(usd_per_1k: float) -> Decimal:
     if not math.isfinite(usd_per_1k) or usd_per_1k < 0:
         raise InvalidPriceError(f"price must be a finite, non-negative number, got {usd_per_1k!r}")
-    return Decimal(repr(usd_per_1k))
+    return abs(Decimal(repr(usd_per_1k)))  # abs: -0.0 (== 0.0, so one cache entry) reads as 0
 
 
 class PriceLike(Protocol):
