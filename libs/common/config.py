@@ -28,6 +28,8 @@ from pydantic import (
     model_validator,
 )
 
+from common.price_list import PriceListError, context_window, load_price_list
+
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "config" / "modelrouter.yaml"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 # A Target option every HTTP adapter honours: the scheme of its ``Authorization: <scheme> <key>``
@@ -53,10 +55,14 @@ class _Strict(BaseModel):
 
 
 class Price(_Strict):
-    """USD per 1,000 tokens."""
+    """USD per 1,000 tokens. A deployment without one takes the price list's (``common.price_list``),
+    or, when its model is not listed, an unknown price (``unknown``: costs recorded as NULL, not 0)."""
 
     prompt_per_1k: float = Field(default=0.0, ge=0)
     completion_per_1k: float = Field(default=0.0, ge=0)
+    # Prompt tokens served from the provider's cache; None: billed at prompt_per_1k.
+    cached_prompt_per_1k: float | None = Field(default=None, ge=0)
+    unknown: bool = False
 
 
 class RemoteCatalogConfig(_Strict):
@@ -127,6 +133,10 @@ class ProviderConfig(_Strict):
         if value is True:
             return DiscoveryConfig()
         return None if value is False else value
+
+    # Which provider of the price list prices this provider's models (by upstream model name);
+    # empty: the provider's own name.
+    price_list: str = ""
 
 
 class DeploymentConfig(_Strict):
@@ -227,6 +237,13 @@ class ModelRouterConfig(_Strict):
     def deployments_for(self, model: str) -> list[DeploymentConfig]:
         return sorted((d for d in self.deployments if d.model == model), key=lambda d: d.priority)
 
+    def listed_context_window(self, deployment: DeploymentConfig) -> int | None:
+        """The deployment's context window from the price list; None when its model is not listed."""
+        return context_window(
+            self.providers[deployment.provider].price_list or deployment.provider,
+            deployment.upstream_model or deployment.model,
+        )
+
     def models(self) -> dict[str, str]:
         """Public model name -> provider name of its first deployment (OpenAI's ``owned_by``)."""
         out: dict[str, str] = {}
@@ -285,13 +302,38 @@ def parse_config(text: str, source: str = "<string>") -> ModelRouterConfig:
     except seed_settings.SeedSettingsError as exc:
         raise ConfigError(f"{source}: invalid seed setting: {exc}") from None
     try:
-        return ModelRouterConfig.model_validate(expanded)
+        return _priced(ModelRouterConfig.model_validate(expanded))
+    except PriceListError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
             loc = ".".join(str(p) for p in err["loc"])
             lines.append(f"  {loc}: {err['msg']}" if loc else f"  {err['msg']}")
         raise ConfigError(f"{source}: invalid config\n" + "\n".join(lines)) from None
+
+
+def _priced(config: ModelRouterConfig) -> ModelRouterConfig:
+    """Every deployment without a ``price`` of its own priced from the price list (unknown if absent)."""
+    unpriced = [i for i, dep in enumerate(config.deployments) if "price" not in dep.model_fields_set]
+    if not unpriced:
+        return config
+    prices = load_price_list()
+    deployments = list(config.deployments)
+    for i in unpriced:
+        dep = deployments[i]
+        listed = prices.find(config.providers[dep.provider].price_list or dep.provider, dep.upstream_model or dep.model)
+        price = (
+            Price(
+                prompt_per_1k=listed.prompt_per_1k,
+                completion_per_1k=listed.completion_per_1k,
+                cached_prompt_per_1k=listed.cached_prompt_per_1k,
+            )
+            if listed is not None
+            else Price(unknown=True)
+        )
+        deployments[i] = dep.model_copy(update={"price": price})
+    return config.model_copy(update={"deployments": deployments})
 
 
 def load_config(path: str | None = None) -> ModelRouterConfig:

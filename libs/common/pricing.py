@@ -1,5 +1,6 @@
-"""What a request cost, in exact decimal USD: what accounting stores, and what the gateway settles a
-key's budget with (the same function, so the two never disagree).
+"""What a request cost, in exact decimal USD: what the worker writes into the answer, what accounting
+stores, and what the gateway settles a key's budget with (``request_cost``: one function, so the
+three never disagree).
 
 Prices travel as protobuf doubles (USD per 1,000 tokens). Each is read back through its shortest
 round-tripping text (``repr``), so a configured ``0.0015`` is the decimal 0.0015 and not the
@@ -10,7 +11,9 @@ from __future__ import annotations
 
 import functools
 import math
+from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Context, Decimal
+from typing import Protocol
 
 # USD; 12 decimal places keep per-token prices of the cheapest models exact.
 COST_PRECISION, COST_SCALE = 20, 12
@@ -25,21 +28,92 @@ class InvalidPriceError(ValueError):
     pass
 
 
+# A process sees few distinct prices (one per deployment), each read once per request otherwise.
+@functools.lru_cache(maxsize=4096)
 def price_to_decimal(usd_per_1k: float) -> Decimal:
     if not math.isfinite(usd_per_1k) or usd_per_1k < 0:
         raise InvalidPriceError(f"price must be a finite, non-negative number, got {usd_per_1k!r}")
-    return Decimal(repr(usd_per_1k))
+    return abs(Decimal(repr(usd_per_1k)))  # abs: -0.0 (== 0.0, so one cache entry) reads as 0
+
+
+class PriceLike(Protocol):
+    """``router.v1.Price`` (what a Target and a UsageEvent carry), or anything shaped like it."""
+
+    prompt_per_1k: float
+    completion_per_1k: float
+    cached_prompt_per_1k: float
+    unknown: bool
+
+    def HasField(self, name: str, /) -> bool: ...  # protobuf spells it so
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """What one request cost, in USD at the column's scale: ``total`` is exactly ``input + output``."""
+
+    input: Decimal  # the prompt, its cached tokens at the cached price
+    output: Decimal
+    total: Decimal
+
+
+def _per_1k(tokens: int, usd_per_1k: float) -> Decimal:
+    return _CONTEXT.multiply(Decimal(tokens), price_to_decimal(usd_per_1k))
+
+
+def _quantized(amount_times_1k: Decimal) -> Decimal:
+    return _CONTEXT.divide(amount_times_1k, _THOUSAND).quantize(_QUANTUM, rounding=ROUND_HALF_EVEN, context=_CONTEXT)
+
+
+def cost_breakdown(
+    prompt_tokens: int,
+    completion_tokens: int,
+    prompt_per_1k: float,
+    completion_per_1k: float,
+    *,
+    cached_tokens: int = 0,
+    cached_prompt_per_1k: float | None = None,
+) -> Cost:
+    """USD for the tokens at the per-1k prices, each side rounded half-even to the column's scale.
+
+    ``cached_tokens`` are part of ``prompt_tokens`` (as OpenAI counts them); with a cached price they
+    are billed at it, without one at the prompt price.
+    """
+    cached = min(cached_tokens, prompt_tokens) if cached_prompt_per_1k is not None else 0
+    prompt = _per_1k(prompt_tokens - cached, prompt_per_1k)
+    if cached:
+        prompt = _CONTEXT.add(prompt, _per_1k(cached, cached_prompt_per_1k or 0.0))
+    input_usd = _quantized(prompt)
+    output_usd = _quantized(_per_1k(completion_tokens, completion_per_1k))
+    return Cost(input_usd, output_usd, input_usd + output_usd)
+
+
+def request_cost(prompt_tokens: int, completion_tokens: int, cached_tokens: int, price: PriceLike) -> Cost | None:
+    """What a request cost at its deployment's ``price``; None when that price is unknown.
+
+    The one figure of a request's cost: the worker writes it into the answer, accounting stores it
+    and the gateway settles budgets with it, so all three agree to the last digit.
+    """
+    if price.unknown:
+        return None
+    cached_price = price.cached_prompt_per_1k if price.HasField("cached_prompt_per_1k") else None
+    return cost_breakdown(
+        prompt_tokens,
+        completion_tokens,
+        price.prompt_per_1k,
+        price.completion_per_1k,
+        cached_tokens=cached_tokens,
+        cached_prompt_per_1k=cached_price,
+    )
 
 
 def cost_usd(prompt_tokens: int, completion_tokens: int, prompt_per_1k: float, completion_per_1k: float) -> Decimal:
-    """USD for the tokens at the per-1k prices, rounded half-even to the column's scale.
+    """USD for the tokens at the per-1k prices (``cost_breakdown``'s total, no cached price)."""
+    return cost_breakdown(prompt_tokens, completion_tokens, prompt_per_1k, completion_per_1k).total
 
-    Cached prompt tokens are billed as prompt tokens: the event carries no separate cached price.
-    """
-    prompt = _CONTEXT.multiply(Decimal(prompt_tokens), price_to_decimal(prompt_per_1k))
-    completion = _CONTEXT.multiply(Decimal(completion_tokens), price_to_decimal(completion_per_1k))
-    total = _CONTEXT.divide(_CONTEXT.add(prompt, completion), _THOUSAND)
-    return total.quantize(_QUANTUM, rounding=ROUND_HALF_EVEN, context=_CONTEXT)
+
+def usd_json(usd: Decimal) -> str:
+    """``usd`` as JSON number text, exactly (no binary float in between): ``0.00000225``, ``0``."""
+    return format(usd.normalize(_CONTEXT), "f")
 
 
 # Budgets are counted in Redis as integers of this unit (USD 1e-9): exact sums, no float drift, and
@@ -58,15 +132,17 @@ def max_cost_nano_usd(
     """The most a request may cost, in nano-USD, for a reservation against a budget: exactly
     ``to_nano_usd(cost_usd(...))``, in integers, since every budgeted admission computes it (the
     decimal steps cost the router about 10 µs a request)."""
-    prompt_num, prompt_den = _price_ratio(prompt_per_1k)
-    completion_num, completion_den = _price_ratio(completion_per_1k)
-    # The cost in units of 1e-12 USD (cost_usd's scale), as an exact fraction, rounded half-even.
-    numerator = (prompt_tokens * prompt_num * completion_den + completion_tokens * completion_num * prompt_den) * _SCALE
-    denominator = prompt_den * completion_den * 1000
-    units, rest = divmod(numerator, denominator)
-    if 2 * rest > denominator or (2 * rest == denominator and units % 2):
-        units += 1
+    units = _units(prompt_tokens, prompt_per_1k) + _units(completion_tokens, completion_per_1k)
     return -(-units // _UNITS_PER_NANO)  # rounded up to nano-USD, as to_nano_usd
+
+
+def _units(tokens: int, usd_per_1k: float) -> int:
+    """One side of ``cost_breakdown`` in units of 1e-12 USD (its scale), rounded half-even as it is."""
+    numerator, denominator = _price_ratio(usd_per_1k)
+    units, rest = divmod(tokens * numerator * _SCALE, denominator * 1000)
+    if 2 * rest > denominator * 1000 or (2 * rest == denominator * 1000 and units % 2):
+        units += 1
+    return units
 
 
 _SCALE = 10**COST_SCALE

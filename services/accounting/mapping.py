@@ -15,7 +15,7 @@ from typing import Any
 from google.protobuf.message import DecodeError
 
 from common import subjects
-from common.pricing import cost_usd
+from common.pricing import request_cost
 from modelrouter.events.v1 import events_pb2
 
 _STATUS_NAMES = {
@@ -58,7 +58,8 @@ def row_from_event(event: events_pb2.UsageEvent) -> dict[str, Any]:
         raise MalformedEventError(f"UsageEvent {event.request_id}: unknown status {event.status}")
     usage, price = event.usage, event.price
     try:
-        cost = cost_usd(usage.prompt_tokens, usage.completion_tokens, price.prompt_per_1k, price.completion_per_1k)
+        # The figure the answer showed (the worker called the same function); None: no known price.
+        cost = request_cost(usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens, price)
         started_at = _timestamp(event.started_at_unix_ms)
         finished_at = _timestamp(event.finished_at_unix_ms)
     except (ValueError, OverflowError, OSError, ArithmeticError) as exc:
@@ -80,7 +81,10 @@ def row_from_event(event: events_pb2.UsageEvent) -> dict[str, Any]:
         "completion_tokens": usage.completion_tokens,
         "total_tokens": usage.total_tokens,
         "cached_tokens": usage.cached_tokens,
-        "cost_usd": cost,
+        "cost_usd": cost.total if cost else None,
+        "input_cost_usd": cost.input if cost else None,
+        "output_cost_usd": cost.output if cost else None,
+        "price_unknown": price.unknown,
         "stream": event.stream,
         "attempts": event.attempts,
         "latency_ms": event.latency_ms,

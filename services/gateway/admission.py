@@ -8,7 +8,7 @@ accounting bills it (``common.pricing``, the same function)."""
 
 from __future__ import annotations
 
-from common.pricing import InvalidPriceError, cost_usd, to_nano_usd
+from common.pricing import InvalidPriceError, request_cost, to_nano_usd
 from gateway.keyring import Principal
 from modelrouter.events.v1 import events_pb2
 from modelrouter.router.v1 import router_pb2
@@ -39,11 +39,11 @@ def settlement_of(event: events_pb2.UsageEvent) -> router_pb2.Settlement:
     """From the request's usage event: what it used is exactly what it is billed for."""
     usage, price = event.usage, event.price
     try:
-        cost = to_nano_usd(
-            cost_usd(usage.prompt_tokens, usage.completion_tokens, price.prompt_per_1k, price.completion_per_1k)
-        )
+        billed = request_cost(usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens, price)
     except InvalidPriceError:
-        cost = 0
+        billed = None
+    # An unknown price bills nothing against a budget (its row says "unknown", not 0).
+    cost = to_nano_usd(billed.total) if billed is not None else 0
     return router_pb2.Settlement(
         request_id=event.request_id,
         key_id=event.key_id,

@@ -28,6 +28,7 @@ from common.errors import (
     WorkerLostError,
 )
 from common.messaging import producer_span
+from common.route_metadata import RouteMetadata, explain
 from gateway import attempt_outcome, ratelimit_headers, sse
 from gateway.admission import settlement_of
 from gateway.attempt import Attempt, error_from_reply
@@ -68,6 +69,11 @@ class Call:
     # x-ratelimit-* headers of the answer.
     admission: router_pb2.Admission | None = None
     limit_headers: dict[str, str] = field(default_factory=dict)
+    # Once an attempt answered: why its deployment was chosen and at what price (the answer's
+    # x-modelrouter-* headers), and for a whole answer the usage it reported (its cost header).
+    route: RouteMetadata | None = None
+    price: router_pb2.Price | None = None
+    usage: events_pb2.Usage | None = None
     started: float = field(default_factory=time.perf_counter)
     started_unix_ms: int = field(default_factory=lambda: time.time_ns() // 1_000_000)
 
@@ -116,6 +122,7 @@ class Dispatcher:
             reply = await self._first_reply(call, ledger)
             body = await self._join_body(ledger, reply) if reply.HasField("chunk") else reply.result.body
             ledger.usage, ledger.worker_span = reply.result.usage, reply.result.traceparent
+            call.usage = reply.result.usage
             return body
         except ModelRouterError as exc:
             ledger.error = exc
@@ -256,7 +263,7 @@ class Dispatcher:
             call.limit_headers = ratelimit_headers.of(route)
             target = route.target
             ledger.target, ledger.attempts = target, n + 1
-            attempt = ledger.attempt = await self._send_job(call, target, n)
+            attempt = ledger.attempt = await self._send_job(call, route, n)
             attempt_outcome.attempt_started(ledger, target)
             try:
                 reply = await self._await_first(call, attempt)
@@ -279,12 +286,15 @@ class Dispatcher:
                 log.info("attempt %d on %s failed (%s); trying again", n + 1, target.deployment_id, exc.message)
                 continue
             attempt_outcome.report_served(self._router, target)
+            call.route = RouteMetadata.of(target, route.explanation, n + 1, call.model)
+            call.price = target.price
             return reply
         raise AssertionError("unreachable: the loop returns or raises")
 
-    async def _send_job(self, call: Call, target: router_pb2.Target, n: int) -> Attempt:
+    async def _send_job(self, call: Call, route: router_pb2.RouteResponse, n: int) -> Attempt:
         key = f"{call.request_id}-{n}"
         reply_subject, queue = self._hub.open(key)
+        target = route.target
         job = events_pb2.Job(
             request_id=call.request_id,
             reply_subject=reply_subject,
@@ -293,7 +303,9 @@ class Dispatcher:
             stream=call.stream,
             include_usage=call.include_usage,
             attempt=n,
+            explanation=route.explanation,
         )
+        explain(job.explanation, call.model)  # for the answer's router_metadata
         if self._bodies.fits_in_job(call.body):
             job.body = call.body
         else:  # the worker fetches it from this process (every attempt's worker: held until _finish)

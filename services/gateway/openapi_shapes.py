@@ -50,11 +50,38 @@ class PromptTokensDetails(BaseModel):
     cached_tokens: int
 
 
-class CompletionUsage(BaseModel):
+_COST = "USD, exactly what the request's usage row stores; null when the deployment's price is unknown."
+
+
+class AnswerCosts(BaseModel):
+    input_cost_usd: float | None = Field(
+        default=None, description=f"The prompt's cost (cached tokens at the cached price). {_COST}"
+    )
+    output_cost_usd: float | None = Field(default=None, description=f"The output's cost. {_COST}")
+    total_cost_usd: float | None = Field(default=None, description=f"input + output. {_COST}")
+
+
+class CompletionUsage(AnswerCosts):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
     prompt_tokens_details: PromptTokensDetails | None = None
+
+
+class RouterMetadata(BaseModel):
+    """Why this deployment served the request (also sent as `x-modelrouter-*` response headers)."""
+
+    selected_provider: str = Field(examples=["openai"], description="The adapter that called the upstream.")
+    selected_model: str = Field(description="The public model that served it: the asked one, a fallback, auto's pick.")
+    deployment_id: str
+    strategy: str = Field(examples=["priority", "weighted", "least-busy", "latency", "cost"])
+    prompt_class: str | None = Field(default=None, examples=["code"], description="Auto routing's class of the prompt.")
+    reason: str = Field(description="One sentence.")
+    estimated_cost: float | None = Field(description="USD: the answer's cost as billed (usage.total_cost_usd).")
+    attempts: int = Field(description="1, plus one per failover.")
+
+
+_METADATA = "Where the request went and why. In a stream: on its last chunk only."
 
 
 class FunctionCall(BaseModel):
@@ -89,6 +116,7 @@ class ChatCompletion(BaseModel):
     model: str
     choices: list[ChatCompletionChoice]
     usage: CompletionUsage | None = None
+    router_metadata: RouterMetadata | None = Field(default=None, description=_METADATA)
 
 
 class ChunkFunctionCall(BaseModel):
@@ -127,6 +155,7 @@ class ChatCompletionChunk(BaseModel):
     usage: CompletionUsage | None = Field(
         default=None, description="Only on the last chunk, and only with stream_options.include_usage."
     )
+    router_metadata: RouterMetadata | None = Field(default=None, description=_METADATA)
 
 
 class CompletionChoice(BaseModel):
@@ -145,6 +174,7 @@ class Completion(BaseModel):
     model: str
     choices: list[CompletionChoice]
     usage: CompletionUsage | None = None
+    router_metadata: RouterMetadata | None = Field(default=None, description=_METADATA)
 
 
 # --- OpenAI: embeddings and images ----------------------------------------------------------------
@@ -158,7 +188,7 @@ class Embedding(BaseModel):
     )
 
 
-class EmbeddingUsage(BaseModel):
+class EmbeddingUsage(AnswerCosts):
     prompt_tokens: int
     total_tokens: int
 
@@ -168,6 +198,7 @@ class CreateEmbeddingResponse(BaseModel):
     data: list[Embedding]
     model: str
     usage: EmbeddingUsage
+    router_metadata: RouterMetadata | None = Field(default=None, description=_METADATA)
 
 
 class GeneratedImage(BaseModel):

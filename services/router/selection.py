@@ -83,6 +83,8 @@ def build_target(deployment: DeploymentConfig, provider: ProviderConfig) -> rout
         price=router_pb2.Price(
             prompt_per_1k=deployment.price.prompt_per_1k,
             completion_per_1k=deployment.price.completion_per_1k,
+            cached_prompt_per_1k=deployment.price.cached_prompt_per_1k,  # None: not set
+            unknown=deployment.price.unknown,
         ),
         timeout_s=deployment.timeout_s or provider.timeout_s,
         options=options,

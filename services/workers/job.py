@@ -17,11 +17,12 @@ from opentelemetry.trace import Span, Status, StatusCode
 from common.config import ProviderConfig
 from common.errors import InvalidRequestError, ModelRouterError, UpstreamError
 from common.messaging import consumer_span
-from common.providers.base import Operation, ProviderAdapter, ProviderCall, Usage
+from common.providers.base import Operation, ProviderAdapter, ProviderCall, StreamChunk, Usage
 from common.settings import WorkerSettings
 from common.telemetry import traceparent_of
 from modelrouter.events.v1 import events_pb2
 from workers.adapters import AdapterPool
+from workers.answer_extras import AnswerExtras, StreamTail
 from workers.job_body import fetch_body
 from workers.metrics import WorkerMetrics
 from workers.outcome import WorkerShutdownError, error_message, failed, usage_message
@@ -223,11 +224,13 @@ class JobExecutor:
             call = self._call_of(job)
             adapter = self._adapters.get(job.target.provider, job.target.base_url)
             meter = UsageMeter(call.body)
+            extras = AnswerExtras.for_job(job)
             if job.stream:
-                await self._relay(job, replies, adapter, call, meter)
+                await self._relay(job, replies, adapter, call, meter, StreamTail(extras))
                 return events_pb2.Result(ok=True, usage=usage_message(meter.counted(prompt_sent=True)))
             response = await adapter.send(call)
-            return events_pb2.Result(ok=True, body=response.body, usage=usage_message(response.usage))
+            body = extras.whole(response) if extras is not None else response.body
+            return events_pb2.Result(ok=True, body=body, usage=usage_message(response.usage))
         except ModelRouterError as exc:
             return failed(exc, meter.counted(prompt_sent=False) if meter else Usage())
         except asyncio.CancelledError:
@@ -246,20 +249,38 @@ class JobExecutor:
             control.in_call = False
 
     async def _relay(
-        self, job: events_pb2.Job, replies: Replies, adapter: ProviderAdapter, call: ProviderCall, meter: UsageMeter
+        self,
+        job: events_pb2.Job,
+        replies: Replies,
+        adapter: ProviderAdapter,
+        call: ProviderCall,
+        meter: UsageMeter,
+        tail: StreamTail,
     ) -> None:
         chunks = adapter.stream(call)
         # Each chunk says what it adds to the bill, the first one the prompt's estimate too: what the
         # gateway charges for what it relayed if this worker dies before its result.
         prompt_tokens = meter.prompt_estimate
+
+        async def send(chunk: StreamChunk) -> None:
+            nonlocal prompt_tokens
+            sent = events_pb2.Chunk(data=chunk.data, text_chars=chunk.text_chars, prompt_tokens=prompt_tokens)
+            prompt_tokens = 0
+            await replies.send(events_pb2.Reply(chunk=sent))
+
         try:
             async for chunk in chunks:
                 meter.observe(chunk)
                 if chunk.usage_only and not job.include_usage:
                     continue
-                sent = events_pb2.Chunk(data=chunk.data, text_chars=chunk.text_chars, prompt_tokens=prompt_tokens)
-                prompt_tokens = 0
-                await replies.send(events_pb2.Reply(chunk=sent))
+                for ready in tail.push(chunk):
+                    await send(ready)
+            if (last := tail.end(meter.counted(prompt_sent=True))) is not None:
+                await send(last)
+        except ModelRouterError:
+            if (held := tail.release()) is not None:  # what came before the failure still goes out
+                await send(held)
+            raise
         finally:
             # Closing the generator closes its upstream response: a cancelled job hangs up at once.
             if isinstance(chunks, AsyncGenerator):

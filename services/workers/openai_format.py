@@ -114,7 +114,7 @@ def chat_completion(
     """A whole ``chat.completion`` with one choice."""
     choice = Choice(content, finish_reason, tool_calls)
     body = chat_completion_json(call, response_id=response_id, choices=[choice], usage=usage, created=created)
-    return ProviderResponse(orjson.dumps(body), usage)
+    return ProviderResponse(orjson.dumps(body), usage, body)
 
 
 @dataclass
@@ -140,8 +140,9 @@ class ChatChunks:
             "choices": choices,
         }
 
-    def _chunk(self, choices: list[dict[str, Any]], text_chars: int = 0) -> StreamChunk:
-        return StreamChunk(orjson.dumps(self._body(choices)), text_chars=text_chars)
+    def _chunk(self, choices: list[dict[str, Any]], text_chars: int = 0, finish: bool = False) -> StreamChunk:
+        body = self._body(choices)
+        return StreamChunk(orjson.dumps(body), text_chars=text_chars, finish=finish, json=body)
 
     def _delta(
         self, delta: dict[str, Any], finish_reason: str | None = None, text_chars: int = 0, choice: int = 0
@@ -150,7 +151,7 @@ class ChatChunks:
             self._started.add(choice)
             delta = {"role": "assistant", **delta}
         choices = [{"index": choice, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]
-        return self._chunk(choices, text_chars)
+        return self._chunk(choices, text_chars, finish_reason is not None)
 
     def start(self, choice: int = 0) -> list[StreamChunk]:
         """The opening role delta, once; an empty list if already sent (or left to the first delta)."""
@@ -178,7 +179,7 @@ class ChatChunks:
     def usage(self, usage: Usage) -> StreamChunk:
         body = self._body([])
         body["usage"] = usage_json(usage)
-        return StreamChunk(orjson.dumps(body), usage=usage, usage_only=True)
+        return StreamChunk(orjson.dumps(body), usage=usage, usage_only=True, json=body)
 
 
 def embeddings_response(call: ProviderCall, vectors: Sequence[Sequence[float]], usage: Usage) -> ProviderResponse:
@@ -199,7 +200,7 @@ def embeddings_response(call: ProviderCall, vectors: Sequence[Sequence[float]], 
         "model": call.upstream_model,
         "usage": {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.prompt_tokens},
     }
-    return ProviderResponse(orjson.dumps(body), usage)
+    return ProviderResponse(orjson.dumps(body), usage, body)
 
 
 def embedding_inputs(call: ProviderCall) -> list[str]:
@@ -307,7 +308,7 @@ def text_completion(
         "choices": [{"text": text, "index": 0, "logprobs": None, "finish_reason": finish_reason}],
         "usage": usage_json(usage),
     }
-    return ProviderResponse(orjson.dumps(body), usage)
+    return ProviderResponse(orjson.dumps(body), usage, body)
 
 
 @dataclass
@@ -330,7 +331,8 @@ class CompletionChunks:
 
     def _choice(self, text: str, finish_reason: str | None = None, index: int = 0) -> StreamChunk:
         choice = {"text": text, "index": index, "logprobs": None, "finish_reason": finish_reason}
-        return StreamChunk(orjson.dumps(self._body([choice])), text_chars=len(text))
+        body = self._body([choice])
+        return StreamChunk(orjson.dumps(body), text_chars=len(text), finish=finish_reason is not None, json=body)
 
     def text(self, text: str, *, choice: int = 0) -> list[StreamChunk]:
         return [self._choice(text, index=choice)]
@@ -341,4 +343,4 @@ class CompletionChunks:
     def usage(self, usage: Usage) -> StreamChunk:
         body = self._body([])
         body["usage"] = usage_json(usage)
-        return StreamChunk(orjson.dumps(body), usage=usage, usage_only=True)
+        return StreamChunk(orjson.dumps(body), usage=usage, usage_only=True, json=body)

@@ -51,7 +51,8 @@ providers:
   dying: {{adapter: fake, options: {{fail_after_chunks: "3", tokens_per_second: "50"}}}}
   dripping: {{adapter: fake, options: {{tokens_per_second: "5"}}}}
   tools: {{adapter: fake, options: {{tool_call: "true"}}}}
-  oai_upstream: {{adapter: openai, base_url: "{openai_base_url}", api_key_env: E2E_OPENAI_UPSTREAM_KEY}}
+  oai_upstream: {{adapter: openai, base_url: "{openai_base_url}", api_key_env: E2E_OPENAI_UPSTREAM_KEY,
+                 price_list: openai}}
 deployments:
   - {{id: demo-{u}, model: demo, provider: fake, upstream_model: fake-1,
       price: {{prompt_per_1k: 0.5, completion_per_1k: 1.5}}}}
@@ -67,6 +68,7 @@ deployments:
       price: {{prompt_per_1k: 0.005, completion_per_1k: 0.04}}}}
   - {{id: tools-{u}, model: tools, provider: tools, upstream_model: fake-tools-1}}
   - {{id: oai-{u}, model: oai, provider: oai_upstream, upstream_model: gpt-4o-mini}}
+  - {{id: unpriced-{u}, model: unpriced, provider: fake, upstream_model: fake-unpriced-1}}
 keys:
   - {{key: {key}, id: e2e-team}}
 health:

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,10 @@ EXPECTED_COLUMNS = {
     "completion_tokens": ("bigint", "NO"),
     "total_tokens": ("bigint", "NO"),
     "cached_tokens": ("bigint", "NO"),
-    "cost_usd": ("numeric", "NO"),
+    "cost_usd": ("numeric", "YES"),  # NULL: the price was unknown (0004)
+    "input_cost_usd": ("numeric", "YES"),
+    "output_cost_usd": ("numeric", "YES"),
+    "price_unknown": ("boolean", "NO"),
     "stream": ("boolean", "NO"),
     "attempts": ("integer", "NO"),
     "latency_ms": ("double precision", "NO"),
@@ -203,6 +207,37 @@ def test_0002_adds_team_id_to_existing_usage_rows_and_takes_it_back(empty_db: st
     assert "team_id" not in _columns(empty_db, "usage_records")
     assert "ix_usage_records_team_id_started_at" not in _indexes(empty_db, "usage_records")
     assert asyncio.run(_query(empty_db, "SELECT count(*) AS n FROM usage_records"))[0]["n"] == 1
+
+
+def test_0004_lets_a_cost_be_unknown_keeps_old_rows_and_takes_it_back(empty_db: str) -> None:
+    """Rows from before keep their cost (flag false, no breakdown); an unknown cost is NULL; going
+    back to 0003 turns an unknown cost into the 0 the old NOT NULL column needs."""
+    assert alembic(empty_db, "upgrade", "0003").returncode == 0
+    insert = (
+        "INSERT INTO usage_records (request_id, key_id, endpoint, requested_model, status, http_status,"
+        " prompt_tokens, completion_tokens, total_tokens, cached_tokens, cost_usd, stream, attempts,"
+        " latency_ms, started_at, finished_at) VALUES ($1, 'key_1', '/v1/x', 'm', 'success', 200,"
+        " 1, 1, 2, 0, $2, false, 1, 1.0, now(), now())"
+    )
+    asyncio.run(_query(empty_db, insert, "old", Decimal("0.5")))
+    up = alembic(empty_db, "upgrade", "head")
+    assert up.returncode == 0, up.stderr
+    asyncio.run(_query(empty_db, insert, "unpriced", None))
+    rows = asyncio.run(
+        _query(
+            empty_db,
+            "SELECT request_id, cost_usd, input_cost_usd, price_unknown FROM usage_records ORDER BY request_id",
+        )
+    )
+    assert [tuple(r) for r in rows] == [("old", Decimal("0.5"), None, False), ("unpriced", None, None, False)]
+
+    down = alembic(empty_db, "downgrade", "0003")
+    assert down.returncode == 0, down.stderr
+    columns = _columns(empty_db, "usage_records")
+    assert columns["cost_usd"] == ("numeric", "NO")
+    assert not {"input_cost_usd", "output_cost_usd", "price_unknown"} & set(columns)
+    rows = asyncio.run(_query(empty_db, "SELECT request_id, cost_usd FROM usage_records ORDER BY request_id"))
+    assert [tuple(r) for r in rows] == [("old", Decimal("0.5")), ("unpriced", Decimal(0))]
 
 
 def test_migration_takes_the_url_from_database_url(postgres_url: str, unique: str) -> None:

@@ -60,6 +60,9 @@ def test_every_field_is_mapped() -> None:
         "total_tokens": 1545,
         "cached_tokens": 200,
         "cost_usd": Decimal("0.00249"),
+        "input_cost_usd": Decimal("0.0018"),
+        "output_cost_usd": Decimal("0.00069"),
+        "price_unknown": False,
         "stream": True,
         "attempts": 2,
         "latency_ms": 812.5,
@@ -69,6 +72,27 @@ def test_every_field_is_mapped() -> None:
     }
     # Every column but the database's own timestamp is filled from the event.
     assert set(row) == set(UsageRecord.model_fields) - {"recorded_at"}
+
+
+def test_cached_prompt_tokens_are_billed_at_the_cached_price_when_the_deployment_has_one() -> None:
+    cached = router_pb2.Price(prompt_per_1k=0.0015, completion_per_1k=0.002, cached_prompt_per_1k=0.00075)
+    row = row_from_message(_event(price=cached).SerializeToString())
+    # 1000 uncached * 0.0015 / 1000 + 200 cached * 0.00075 / 1000 = 0.0015 + 0.00015
+    assert (row["input_cost_usd"], row["output_cost_usd"], row["cost_usd"]) == (
+        Decimal("0.00165"),
+        Decimal("0.00069"),
+        Decimal("0.00234"),
+    )
+
+
+def test_an_unknown_price_is_a_null_cost_and_a_flag_never_free() -> None:
+    row = row_from_message(_event(price=router_pb2.Price(unknown=True)).SerializeToString())
+    assert (row["cost_usd"], row["input_cost_usd"], row["output_cost_usd"], row["price_unknown"]) == (
+        None,
+        None,
+        None,
+        True,
+    )
 
 
 @pytest.mark.parametrize(

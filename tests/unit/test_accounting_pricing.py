@@ -5,7 +5,18 @@ from decimal import Decimal
 
 import pytest
 
-from common.pricing import COST_SCALE, InvalidPriceError, cost_usd, max_cost_nano_usd, price_to_decimal, to_nano_usd
+from common.pricing import (
+    COST_SCALE,
+    InvalidPriceError,
+    cost_breakdown,
+    cost_usd,
+    max_cost_nano_usd,
+    price_to_decimal,
+    request_cost,
+    to_nano_usd,
+    usd_json,
+)
+from modelrouter.router.v1 import router_pb2
 
 
 def test_cost_is_exact_decimal_of_both_sides() -> None:
@@ -65,3 +76,36 @@ def test_the_reservation_cost_in_integers_equals_the_decimal_bill() -> None:
 def test_the_reservation_cost_refuses_a_broken_price(bad: float) -> None:
     with pytest.raises(InvalidPriceError):
         max_cost_nano_usd(10, 10, bad, 0.001)
+
+
+def test_the_two_sides_are_rounded_each_and_the_total_is_their_exact_sum() -> None:
+    # 3 * 1.5e-9 / 1000 = 4.5e-12 -> 4e-12 and 7 * 2.5e-9 / 1000 = 17.5e-12 -> 18e-12 (half-even).
+    cost = cost_breakdown(3, 7, 1.5e-9, 2.5e-9)
+    assert (cost.input, cost.output) == (Decimal("0.000000000004"), Decimal("0.000000000018"))
+    assert cost.total == cost.input + cost.output == cost_usd(3, 7, 1.5e-9, 2.5e-9)
+
+
+def test_cached_tokens_are_part_of_the_prompt_and_billed_at_the_cached_price() -> None:
+    cost = cost_breakdown(1000, 10, 2.5, 10.0, cached_tokens=400, cached_prompt_per_1k=1.25)
+    assert cost.input == Decimal("2.0")  # 600 * 2.5 / 1000 + 400 * 1.25 / 1000 = 1.5 + 0.5
+    assert cost.output == Decimal("0.1")
+    # Without a cached price they are prompt tokens like the rest; never more cached than prompt.
+    assert cost_breakdown(1000, 0, 2.5, 10.0, cached_tokens=400).input == Decimal("2.5")
+    assert cost_breakdown(10, 0, 2.5, 10.0, cached_tokens=50, cached_prompt_per_1k=0.0).input == Decimal(0)
+
+
+def test_request_cost_reads_the_price_message_and_knows_an_unknown_price() -> None:
+    price = router_pb2.Price(prompt_per_1k=2.5, completion_per_1k=10.0, cached_prompt_per_1k=1.25)
+    assert request_cost(1000, 10, 400, price) == cost_breakdown(
+        1000, 10, 2.5, 10.0, cached_tokens=400, cached_prompt_per_1k=1.25
+    )
+    # A cached price of 0 is a price (free cache hits), not "no cached price".
+    free_cache = router_pb2.Price(prompt_per_1k=2.5, cached_prompt_per_1k=0.0)
+    assert request_cost(1000, 0, 1000, free_cache).total == Decimal(0)  # type: ignore[union-attr]
+    assert request_cost(1000, 10, 0, router_pb2.Price(unknown=True)) is None
+
+
+def test_usd_json_is_the_exact_decimal_as_json_number_text() -> None:
+    assert usd_json(Decimal("0.000002250000")) == "0.00000225"
+    assert usd_json(Decimal("0E-12")) == "0"
+    assert usd_json(Decimal("12.500000000000")) == "12.5"

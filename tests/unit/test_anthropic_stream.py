@@ -282,6 +282,20 @@ def test_sdk_rebuilds_text_and_tool_calls_from_the_stream() -> None:
     )
 
 
+@pytest.mark.parametrize("cost", [0.000045, None], ids=["priced", "unknown"])
+def test_the_streams_cost_is_in_message_delta_usage(cost: float | None) -> None:
+    """The worker's usage chunk carries total_cost_usd; a streamed message has no header left to put
+    it in, so message_delta's usage says it (null: the price is unknown), and the SDK still reads it."""
+    priced = [*TEXT[:-1], usage_chunk(9, 2, total_cost_usd=cost, input_cost_usd=cost, output_cost_usd=0)]
+    raw = encode(priced)
+    [delta] = [p for name, p in events(raw) if name == "message_delta"]
+    assert delta["usage"] == {"input_tokens": 9, "output_tokens": 2, "cost_usd": cost}
+    assert EVENT.validate_python(delta).usage.output_tokens == 2  # type: ignore[union-attr]
+    # Without the worker's cost (an older worker), nothing is made up.
+    [plain] = [p for name, p in events(encode(TEXT)) if name == "message_delta"]
+    assert "cost_usd" not in plain["usage"]
+
+
 def test_sdk_raises_the_error_event() -> None:
     client = sdk_client(encode(TEXT[:2], error=UpstreamError("dropped")))
     with (

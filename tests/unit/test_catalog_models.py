@@ -60,6 +60,8 @@ def test_an_entry_becomes_a_deployment_on_the_catalogue_host_with_its_family_ada
     assert dict(target.options) == {"region": "eu", AUTH_SCHEME_OPTION: "OAuth", ENDPOINT_OPTION: handle}
     assert target.timeout_s == 42
     assert (target.price.prompt_per_1k, target.price.completion_per_1k) == (0.3, 1.2)
+    # The catalogue's prices are the deployment's own: known, never looked up in the price list.
+    assert not target.price.unknown and "price" in deployment.model_fields_set
     assert deployment.model == "gpt-4o-2024"
     assert deployment.priority == 5
 

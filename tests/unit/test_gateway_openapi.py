@@ -206,3 +206,14 @@ async def test_the_document_is_built_once_at_the_first_request_for_it(
         assert builds == [1]
     finally:
         openapi.document_json.cache_clear()
+
+
+async def test_answers_document_their_router_metadata_and_costs(doc: dict[str, Any]) -> None:
+    schemas = doc["components"]["schemas"]
+    for answer in ("ChatCompletion", "ChatCompletionChunk", "Completion", "CreateEmbeddingResponse"):
+        assert "router_metadata" in schemas[answer]["properties"], answer
+    assert {"selected_provider", "selected_model", "deployment_id", "strategy", "prompt_class", "reason"} <= set(
+        schemas["RouterMetadata"]["properties"]
+    )
+    for usage in ("CompletionUsage", "EmbeddingUsage"):
+        assert {"input_cost_usd", "output_cost_usd", "total_cost_usd"} <= set(schemas[usage]["properties"]), usage

@@ -60,6 +60,9 @@ class ProviderResponse:
 
     body: bytes
     usage: Usage
+    # ``body`` as a dict when the adapter has it (it built or parsed it): the worker adds its fields
+    # (router_metadata, costs) to this instead of parsing ``body`` again.
+    answer: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -73,6 +76,11 @@ class StreamChunk:
     # Characters of generated text (content, tool-call arguments) in this chunk: what the worker
     # estimates completion tokens from when the stream ends without the provider's usage.
     text_chars: int = 0
+    # The chunk carries a finish_reason: with the usage chunk, the one that may end the stream, which
+    # the worker holds back until the next one so that the stream's last chunk gets router_metadata.
+    finish: bool = False
+    # ``data`` as a dict when the adapter has it, as ``ProviderResponse.answer``.
+    json: dict[str, Any] | None = None
 
 
 class ProviderAdapter(abc.ABC):

@@ -44,7 +44,12 @@ class UsageRecord(SQLModel, table=True):
     completion_tokens: int = Field(sa_type=BigInteger)
     total_tokens: int = Field(sa_type=BigInteger)
     cached_tokens: int = Field(sa_type=BigInteger)
-    cost_usd: Decimal = Field(sa_type=Numeric(COST_PRECISION, COST_SCALE))
+    # NULL when the deployment's price is unknown (``price_unknown``): unknown is not free.
+    cost_usd: Decimal | None = Field(default=None, sa_type=Numeric(COST_PRECISION, COST_SCALE))
+    # The two sides of cost_usd (= input + output), as the answer's usage showed them.
+    input_cost_usd: Decimal | None = Field(default=None, sa_type=Numeric(COST_PRECISION, COST_SCALE))
+    output_cost_usd: Decimal | None = Field(default=None, sa_type=Numeric(COST_PRECISION, COST_SCALE))
+    price_unknown: bool = Field(default=False, sa_column_kwargs={"server_default": text("false")})
     stream: bool
     attempts: int = Field(sa_type=Integer)
     latency_ms: float = Field(sa_type=Float)

@@ -40,6 +40,9 @@ class AnthropicStreamEncoder:
         self._tool_blocks: dict[int, int] = {}  # OpenAI tool-call index -> block index
         self._finish_reason: str | None = None
         self._usage: dict[str, int] | None = None  # from the provider's final usage chunk
+        # The usage chunk's total_cost_usd (workers/answer_extras.py), for message_delta's usage:
+        # a stream's headers leave before its cost is known. Absent: the chunk had none.
+        self._cost: tuple[Any] | None = None
 
     # --- StreamEncoder ---------------------------------------------------------------------
 
@@ -56,6 +59,8 @@ class AnthropicStreamEncoder:
             return b"".join(out)
         if parsed.get("usage"):
             self._usage = usage_from_openai(parsed["usage"])
+            if isinstance(parsed["usage"], dict) and "total_cost_usd" in parsed["usage"]:
+                self._cost = (parsed["usage"]["total_cost_usd"],)  # None when the price is unknown
         for choice in parsed.get("choices") or ():
             if choice.get("index", 0) != 0:  # one message per request; n > 1 is never asked for
                 continue
@@ -75,7 +80,11 @@ class AnthropicStreamEncoder:
         self._start(out)
         self._close(out)
         # The provider's own usage chunk when it sent one, else the worker's count.
-        final = self._usage or usage(totals.prompt_tokens, totals.completion_tokens, totals.cached_tokens or None)
+        final: dict[str, Any] = dict(
+            self._usage or usage(totals.prompt_tokens, totals.completion_tokens, totals.cached_tokens or None)
+        )
+        if self._cost is not None:
+            final["cost_usd"] = self._cost[0]
         out.append(
             event(
                 "message_delta",

@@ -18,6 +18,7 @@ from gateway.dispatch import Call, Dispatcher
 from gateway.keyring import Principal
 from gateway.prompt_estimate import estimate_prompt_tokens
 from gateway.responses import EventStreamResponse, HangUpWatch, RawJSONResponse
+from gateway.route_headers import route_headers
 from gateway.schemas import parse_body
 from modelrouter.events.v1 import events_pb2
 
@@ -148,7 +149,6 @@ async def answer(request: Request, dispatcher: Dispatcher, call: Call) -> Respon
 
 
 def headers_of(call: Call) -> dict[str, str]:
-    """An answer's headers: its request id, and the x-ratelimit-* its route reported."""
-    if not call.limit_headers:
-        return {"x-request-id": call.request_id}
-    return {"x-request-id": call.request_id, **call.limit_headers}
+    """An answer's headers: its request id, the x-ratelimit-* its route reported, and the
+    x-modelrouter-* saying where it went and what it cost."""
+    return {"x-request-id": call.request_id, **call.limit_headers, **route_headers(call)}

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Protocol
 
 import orjson
 
-from common.providers.base import Operation, ProviderCall, StreamChunk, Usage
+from common.providers.base import Operation, ProviderCall, ProviderResponse, StreamChunk, Usage
 from workers.openai_format import ChatChunks, ToolCall, chat_completion
 
 
@@ -115,8 +115,8 @@ class Reply(Protocol):
     pieces: int
     usage: Usage
 
-    def whole(self) -> bytes:
-        """The non-streaming response body."""
+    def whole(self) -> ProviderResponse:
+        """The non-streaming response (its body as a dict too: the worker adds to it unparsed)."""
 
     def chunks(self) -> Iterator[StreamChunk]:
         """Every stream chunk in order, the ``usage_only`` chunk last."""
@@ -132,16 +132,19 @@ class TextReply:
         self.pieces = len(words)
         self.usage = Usage(prompt_tokens=prompt_tokens, completion_tokens=len(words))
 
-    def whole(self) -> bytes:
-        return orjson.dumps(self._shape.response(self._words, self._finish_reason, self.usage))
+    def whole(self) -> ProviderResponse:
+        body = self._shape.response(self._words, self._finish_reason, self.usage)
+        return ProviderResponse(orjson.dumps(body), self.usage, body)
 
     def chunks(self) -> Iterator[StreamChunk]:
         if (opening := self._shape.opening_chunk()) is not None:
             yield StreamChunk(orjson.dumps(opening))
         for word in self._words:
             yield StreamChunk(orjson.dumps(self._shape.word_chunk(word)), text_chars=len(word))
-        yield StreamChunk(orjson.dumps(self._shape.finish_chunk(self._finish_reason)))
-        yield StreamChunk(orjson.dumps(self._shape.usage_chunk(self.usage)), usage=self.usage, usage_only=True)
+        finish = self._shape.finish_chunk(self._finish_reason)
+        yield StreamChunk(orjson.dumps(finish), finish=True, json=finish)
+        usage = self._shape.usage_chunk(self.usage)
+        yield StreamChunk(orjson.dumps(usage), usage=self.usage, usage_only=True, json=usage)
 
 
 _PIECE = re.compile(r"\S+\s*")
@@ -162,7 +165,7 @@ class ToolCallReply:
         self.pieces = len(self._arguments)
         self.usage = Usage(prompt_tokens=prompt_tokens, completion_tokens=self.pieces)
 
-    def whole(self) -> bytes:
+    def whole(self) -> ProviderResponse:
         return chat_completion(
             self._call,
             response_id=self._id,
@@ -170,7 +173,7 @@ class ToolCallReply:
             tool_calls=[self._tool],
             finish_reason="tool_calls",
             usage=self.usage,
-        ).body
+        )
 
     def chunks(self) -> Iterator[StreamChunk]:
         # The role rides on the first tool-call delta, as in OpenAI's own streams.

@@ -136,7 +136,7 @@ async def _send_generated(call: ProviderCall, options: FakeOptions, reply: Reply
     await _upstream_wait(options.gap_s * max(produced - 1, 0), call.timeout_s)
     if produced < reply.pieces:
         raise _died(produced)
-    return ProviderResponse(body=reply.whole(), usage=reply.usage)
+    return reply.whole()
 
 
 async def _stream(call: ProviderCall, options: FakeOptions, reply: Reply) -> AsyncIterator[StreamChunk]:

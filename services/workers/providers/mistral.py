@@ -300,6 +300,8 @@ class MistralAdapter(OpenAIAdapter):
                 usage=usage,
                 usage_only=not choices and usage is not None,
                 text_chars=generated_chars(choices),
+                finish=finish_seen,
+                json=parsed,
             )
             return [chunk], finish_seen
         bodies = [(parsed, None if split else usage)]
@@ -314,8 +316,16 @@ class MistralAdapter(OpenAIAdapter):
             if shaped is not None:
                 only_usage = not body["choices"] and body_usage is not None
                 text_chars = generated_chars(body["choices"])
+                finish = any(isinstance(c, dict) and c.get("finish_reason") for c in shaped.get("choices") or ())
                 out.append(
-                    StreamChunk(orjson.dumps(shaped), usage=body_usage, usage_only=only_usage, text_chars=text_chars)
+                    StreamChunk(
+                        orjson.dumps(shaped),
+                        usage=body_usage,
+                        usage_only=only_usage,
+                        text_chars=text_chars,
+                        finish=finish,
+                        json=shaped,
+                    )
                 )
         return out, finish_seen
 

@@ -77,7 +77,9 @@ class OpenAIAdapter(ProviderAdapter):
             raise self._error(response)
         answer = json_object(response.content, self.name)
         body = self.answer_body(call, answer, response.content)
-        return ProviderResponse(body=body, usage=usage_of(answer.get("usage")) or Usage())
+        # The upstream's answer unchanged: the parsed dict is the body, so the worker need not parse it.
+        as_dict = answer if body is response.content else None
+        return ProviderResponse(body=body, usage=usage_of(answer.get("usage")) or Usage(), answer=as_dict)
 
     def stream(self, call: ProviderCall) -> AsyncIterator[StreamChunk]:
         self.check_supported(call)
@@ -140,8 +142,10 @@ class OpenAIAdapter(ProviderAdapter):
             usage=usage,
             usage_only=not choices and usage is not None,
             text_chars=generated_chars(choices),
+            json=parsed,
         )
-        return chunk, any(isinstance(c, dict) and c.get("finish_reason") for c in choices)
+        chunk.finish = any(isinstance(c, dict) and c.get("finish_reason") for c in choices)
+        return chunk, chunk.finish
 
     def _error(self, response: httpx.Response) -> UpstreamError:
         return error_from_response(self.name, response)
