@@ -224,6 +224,16 @@ class Keyring:
         known.update({r.id: r.display for r in self._records.values()})
         return known
 
+    def rate_limits(self) -> dict[str, tuple[str, int, int]]:
+        """key id -> (its masked form, rpm, tpm; 0 for none), for every key with a rate limit: the
+        router counts a key's windows but knows its limits only from a request's Admission."""
+        limited: dict[str, tuple[str, int, int]] = {}
+        for principal in (*self._static.values(), *self._managed.values()):
+            limits = principal.key_limits
+            if limits is not None and (limits.HasField("rpm") or limits.HasField("tpm")):
+                limited[principal.key_id] = (principal.display, limits.rpm, limits.tpm)
+        return limited
+
     def version_of(self, kind: str, record_id: str) -> int:
         """``updated_at_ms`` of the record this keyring holds (0: none), for a writer waiting to see
         its change arrive."""

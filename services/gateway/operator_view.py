@@ -81,16 +81,31 @@ def limit(state: router_pb2.LimitState, now_s: float) -> dict[str, Any] | None:
     """One rate window: ``null`` when there is no such limit (the router's ``limit`` 0)."""
     if not state.limit:
         return None
+    return limit_dict(state.limit, max(0, state.limit - state.remaining), state.remaining, state.reset_ms, now_s)
+
+
+def window(limit: int, used: int, reset_ms: int, now_s: float) -> dict[str, Any] | None:
+    """A key's rate window: its limit (the keyring's), what the router counted in it; ``null`` when
+    the key has no such limit."""
+    if not limit:
+        return None
+    return limit_dict(limit, min(used, limit), max(0, limit - used), reset_ms, now_s)
+
+
+def limit_dict(limit: int, used: int, remaining: int, reset_ms: int, now_s: float) -> dict[str, Any]:
     return {
-        "limit": state.limit,
-        "used": max(0, state.limit - state.remaining),
-        "remaining": state.remaining,
-        "reset": go_duration(state.reset_ms),  # as OpenAI's x-ratelimit-reset-* headers write it
-        "reset_at": iso(now_s + state.reset_ms / 1000),
+        "limit": limit,
+        "used": used,
+        "remaining": remaining,
+        "reset": go_duration(reset_ms),  # as OpenAI's x-ratelimit-reset-* headers write it
+        "reset_at": iso(now_s + reset_ms / 1000),
     }
 
 
-def rate_limits(overview: router_pb2.OverviewResponse, displays: Mapping[str, str], now_s: float) -> dict[str, Any]:
+def rate_limits(
+    overview: router_pb2.OverviewResponse, keys: Mapping[str, tuple[str, int, int]], now_s: float
+) -> dict[str, Any]:
+    """``keys``: key id -> (masked key, rpm, tpm), as ``Keyring.rate_limits`` gives them."""
     deployments = [
         {
             "deployment_id": d.deployment_id,
@@ -100,17 +115,20 @@ def rate_limits(overview: router_pb2.OverviewResponse, displays: Mapping[str, st
         }
         for d in overview.deployments
     ]
-    keys = [
-        {
-            "key_id": k.key_id,
-            "key": displays.get(k.key_id) or None,  # masked
-            "requests": limit(k.requests, now_s),
-            "tokens": limit(k.tokens, now_s),
-        }
-        for k in overview.keys
-        if k.requests.limit or k.tokens.limit  # a key without rate limits has no window to show
-    ]
-    return {"object": "router.rate_limits", "deployments": deployments, "keys": keys}
+    shown = []
+    for k in overview.keys:
+        if k.key_id not in keys:
+            continue
+        display, rpm, tpm = keys[k.key_id]
+        shown.append(
+            {
+                "key_id": k.key_id,
+                "key": display or None,  # masked
+                "requests": window(rpm, k.requests.used, k.requests.reset_ms, now_s),
+                "tokens": window(tpm, k.tokens.used, k.tokens.reset_ms, now_s),
+            }
+        )
+    return {"object": "router.rate_limits", "deployments": deployments, "keys": shown}
 
 
 def providers(

@@ -51,7 +51,8 @@ OVERVIEW = router_pb2.OverviewResponse(
         _dep("fake-demo", "fake", "demo", strategy="priority", healthy=True, cooling_down_until=NOW + 12),
     ],
     keys=[
-        router_pb2.KeyOverview(key_id="key_a", requests=router_pb2.LimitState(limit=10, remaining=9, reset_ms=97_505)),
+        # The router counts a key's use; its limits are the keyring's.
+        router_pb2.KeyOverview(key_id="key_a", requests=router_pb2.LimitState(used=1, reset_ms=97_505)),
         router_pb2.KeyOverview(key_id="key_unlimited"),
     ],
 )
@@ -94,7 +95,7 @@ def test_health_says_until_when_in_iso_8601_and_only_while_it_lasts() -> None:
 
 
 def test_rate_limits_per_deployment_and_per_key() -> None:
-    limits = operator_view.rate_limits(OVERVIEW, {"key_a": "sk-mr-…1Xzg", "key_unlimited": "sk-…"}, NOW)
+    limits = operator_view.rate_limits(OVERVIEW, {"key_a": ("sk-mr-…1Xzg", 10, 0)}, NOW)
     by_id = {d["deployment_id"]: d for d in limits["deployments"]}
     assert by_id["openai-4o"]["requests"] == {
         "limit": 100,

@@ -38,9 +38,9 @@ async def router_health(gateway: GatewayDep, _: Operator) -> Response:
 
 @router.get("/router/rate-limits")
 async def router_rate_limits(gateway: GatewayDep, _: Operator) -> Response:
-    displays = gateway.keys.displays()  # every key this gateway knows: the keyring's ids
-    overview = await gateway.router.overview(sorted(displays))
-    return RawJSONResponse(operator_view.rate_limits(overview, displays, time.time()))
+    limited = gateway.keys.rate_limits()  # the keyring's keys with rpm or tpm: the router counts their use
+    overview = await gateway.router.overview(sorted(limited))
+    return RawJSONResponse(operator_view.rate_limits(overview, limited, time.time()))
 
 
 @router.get("/providers")
