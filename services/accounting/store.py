@@ -10,15 +10,23 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from accounting.models import UsageRecord
+from accounting.analytics import rollup
+from accounting.mapping import BODIES
+from accounting.models import UsageBody, UsageRecord
 from common.messaging import DependencyUnavailable
 
 TABLE = UsageRecord.__tablename__
 # A redelivered event (lost ack, restart mid-batch, publish outside JetStream's dedup window)
-# finds its row already there and changes nothing.
-_INSERT = insert(UsageRecord).on_conflict_do_nothing(index_elements=["request_id"])
+# finds its row already there (same request id, same started_at: the partitioned table's key) and
+# changes nothing; RETURNING names the rows really stored, which alone go to the rollup and bodies.
+_INSERT = (
+    insert(UsageRecord)
+    .on_conflict_do_nothing(index_elements=["request_id", "started_at"])
+    .returning(UsageRecord.__table__.c.request_id)  # type: ignore[attr-defined]
+)
+_INSERT_BODIES = insert(UsageBody).on_conflict_do_nothing(index_elements=["request_id", "started_at"])
 
 
 class RowsRejectedError(Exception):
@@ -113,7 +121,7 @@ class UsageStore:
         async with self._engine.connect() as conn:  # a failure to connect is not retried here
             try:
                 async with conn.begin():
-                    await conn.execute(_INSERT, rows)
+                    await _write(conn, rows)
                 return
             except sa_exc.DBAPIError as exc:
                 if not exc.connection_invalidated:
@@ -123,10 +131,37 @@ class UsageStore:
                 # connects afresh; if the first commit landed after all, the retry skips its rows.
                 # If Postgres is really down, the retry's failure is what the caller sees.
         async with self._engine.begin() as conn:
-            await conn.execute(_INSERT, rows)
+            await _write(conn, rows)
 
     async def close(self) -> None:
         await self._engine.dispose()
+
+
+async def _write(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    """The rows, the rollup of those newly stored and their texts, in the caller's transaction."""
+    columns = [{k: v for k, v in row.items() if k != BODIES} for row in rows]
+    stored = set((await conn.execute(_INSERT, columns)).scalars())
+    if not stored:
+        return
+    new = []
+    for row in rows:  # a request id twice in one batch was stored once: count it once
+        if row["request_id"] in stored:
+            stored.discard(row["request_id"])
+            new.append(row)
+    await conn.execute(rollup.upsert(rollup.rollup_rows(new)))
+    bodies = [
+        {
+            "request_id": row["request_id"],
+            "started_at": row["started_at"],
+            "key_id": row["key_id"],
+            "team_id": row["team_id"],
+            **row[BODIES],
+        }
+        for row in new
+        if row.get(BODIES) is not None
+    ]
+    if bodies:
+        await conn.execute(_INSERT_BODIES, bodies)
 
 
 def _reason(exc: BaseException) -> str:

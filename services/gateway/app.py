@@ -9,6 +9,7 @@ from starlette.types import ASGIApp
 
 from gateway import errors, openapi
 from gateway.admin import routes as admin
+from gateway.analytics import routes as analytics
 from gateway.deps import Gateway
 from gateway.edge import FastLane, ServerSpans
 from gateway.routes import auth, generate, health, messages, models
@@ -27,7 +28,7 @@ def create_api(gateway: Gateway) -> FastAPI:
     errors.install(api)
     # Also registered with FastAPI: for its 405 on other methods, and for anyone reading its routes.
     api.router.routes.extend(FAST_ROUTES)
-    for module in (models, health, auth, admin):
+    for module in (models, health, auth, admin, analytics):
         api.include_router(module.router)
     openapi.install(api)
     return api

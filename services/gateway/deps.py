@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 from nats.aio.client import Client as NATS
 
+from common.config import ModelRouterConfig
 from common.errors import PayloadTooLargeError, PermissionDeniedError
 from common.settings import GatewaySettings
 from gateway.dispatch import Dispatcher
@@ -28,6 +29,7 @@ class Gateway:
     nats: NATS
     watch: KeyringWatch | None = None  # keeps ``keys`` equal to the keys bucket
     draining: bool = False
+    config: ModelRouterConfig | None = None  # the YAML config it started with (prices, store_bodies)
 
 
 def gateway_of(request: Request) -> Gateway:

@@ -30,6 +30,7 @@ from common.errors import (
 from common.messaging import producer_span
 from gateway import ratelimit_headers, sse
 from gateway.admission import settlement_of
+from gateway.analytics.bodies import BodyCapture
 from gateway.attempt import Attempt, error_from_reply
 from gateway.job_bodies import JobBodies
 from gateway.ledger import Ledger
@@ -65,6 +66,8 @@ class Call:
     # x-ratelimit-* headers of the answer.
     admission: router_pb2.Admission | None = None
     limit_headers: dict[str, str] = field(default_factory=dict)
+    # Set when the key stores bodies: what the usage event's texts are taken from.
+    bodies: BodyCapture | None = None
     started: float = field(default_factory=time.perf_counter)
     started_unix_ms: int = field(default_factory=lambda: time.time_ns() // 1_000_000)
 
@@ -109,6 +112,8 @@ class Dispatcher:
             reply = await self._first_reply(call, ledger)
             body = await self._join_body(ledger, reply) if reply.HasField("chunk") else reply.result.body
             ledger.usage, ledger.worker_span = reply.result.usage, reply.result.traceparent
+            if call.bodies is not None:
+                call.bodies.answer = body
             return body
         except ModelRouterError as exc:
             ledger.error = exc
@@ -175,6 +180,8 @@ class Dispatcher:
                     if ledger.first_byte_at is None:
                         ledger.first_byte_at = time.perf_counter()
                     ledger.relayed(reply.chunk)
+                    if call.bodies is not None:
+                        call.bodies.chunk(reply.chunk)
                     if encoded := encoder.chunk(reply.chunk.data):
                         yield encoded
                 elif reply.HasField("result"):
@@ -343,6 +350,8 @@ class Dispatcher:
     def _account(self, call: Call, ledger: Ledger, now: float) -> None:
         self._bodies.release(call.request_id)
         event = ledger.event(call, now)
+        if call.bodies is not None:
+            call.bodies.fill(event)
         # A governed request some Route admitted (it has a target) holds a reservation: give back
         # what it did not use.
         if call.admission is not None and ledger.target is not None:

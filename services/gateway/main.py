@@ -77,7 +77,7 @@ async def build_gateway(
     keys = Keyring(settings, list(config.keys))
     watch = KeyringWatch(nc, keys, settings.keys_bucket, resync_s=settings.keys_resync_s)
     await watch.start()
-    return Gateway(settings, keys, router, dispatcher, nc, watch=watch), hub, bodies, usage
+    return Gateway(settings, keys, router, dispatcher, nc, watch=watch, config=config), hub, bodies, usage
 
 
 async def serve(settings: GatewaySettings, config: ModelRouterConfig) -> None:
