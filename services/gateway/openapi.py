@@ -253,6 +253,7 @@ def document() -> dict[str, Any]:
             {"name": "Admin: keys", "description": "Virtual keys with limits and budgets (the master key)."},
             {"name": "Admin: teams", "description": "Teams whose limits and budgets bind the sum of their keys."},
             {"name": "Auth", "description": "Seed 001's authentication endpoints."},
+            {"name": "Analytics", "description": "Usage, requests and models (seed 003); /user/stats (seed 004)."},
         ],
         "security": [{BEARER: []}, {API_KEY: []}],
         "paths": paths,

@@ -77,7 +77,10 @@ _GENERATING: dict[str, tuple[str, str, type[BaseModel], str | None]] = {
 def operations() -> list[Operation]:
     """Every public operation. ``tests/unit/test_gateway_openapi.py`` checks this against the routes
     the application serves, so an endpoint added without a line here fails the tests."""
-    from gateway import openapi_admin  # (it builds on Operation, defined above: imported here, not at the top)
+    from gateway import (
+        openapi_admin,  # (it builds on Operation, defined above: imported here, not at the top)
+        openapi_analytics,
+    )
 
     generating = [
         Operation(
@@ -144,6 +147,7 @@ def operations() -> list[Operation]:
             ),
         ),
         *openapi_admin.operations(),
+        *openapi_analytics.operations(),
         Operation(
             "get",
             "/health",

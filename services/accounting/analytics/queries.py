@@ -92,7 +92,7 @@ async def usage(conn: AsyncConnection, scope: Scope, query: UsageQuery, now: dat
     return {
         "total_requests": requests,
         "total_cost_usd": _money(total["cost_usd"]) if total else 0.0,
-        "avg_latency_ms": round(total["latency_ms_sum"] / requests, 3) if total else None,
+        "avg_latency_ms": round(total["latency_ms_sum"] / requests, 6) if total else None,
         "success_rate": round(int(total["successes"]) / requests, 6) if total else None,
         "by_provider": ranked(by[0b011], "provider"),
         "by_model": ranked(by[0b101], "model"),

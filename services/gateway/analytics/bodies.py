@@ -7,7 +7,8 @@ to the cap); the texts are pulled out and cut in ``fill``, which the dispatcher 
 accounts the request, after the answer went out.
 
 Each text is cut to ``cap`` bytes of UTF-8 (at a character boundary) and the cut is marked twice: a
-``… [truncated: N bytes]`` suffix in the text and the event's ``*_truncated`` flag.
+``… [truncated: N bytes]`` suffix in the text (``… [truncated]`` for a
+stream whose end was not kept) and the event's ``*_truncated`` flag.
 """
 
 from __future__ import annotations
@@ -109,10 +110,11 @@ class BodyCapture:
             else:
                 response = answer_text(self.answer, delta=False) if self.answer else ""
             event.prompt_text, event.prompt_truncated = cut(prompt_text(self.parsed), self.cap)
-            event.response_text, response_cut = cut(response, self.cap)
-            if self.chunks_cut and not response_cut:
-                event.response_text += " [truncated]"
-            event.response_truncated = response_cut or self.chunks_cut
+            if self.chunks_cut:  # the rest of the stream was not kept: its full size is unknown
+                event.response_text = f"{response.encode()[: self.cap].decode(errors='ignore')}… [truncated]"
+                event.response_truncated = True
+            else:
+                event.response_text, event.response_truncated = cut(response, self.cap)
             event.bodies_stored = True
         except Exception:  # the usage row matters more than its texts
             log.exception("request %s: its texts could not be kept", event.request_id)
