@@ -148,7 +148,8 @@ async def _write(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
         if row["request_id"] in stored:
             stored.discard(row["request_id"])
             new.append(row)
-    await conn.execute(rollup.upsert(rollup.rollup_rows(new)))
+    for statement in rollup.upserts(rollup.rollup_rows(new)):
+        await conn.execute(statement)
     bodies = [
         {
             "request_id": row["request_id"],

@@ -70,6 +70,20 @@ async def _rollup(url: str, key_id: str) -> list[dict[str, Any]]:
     return [dict(r) for r in rows]
 
 
+async def _totals(url: str) -> list[dict[str, Any]]:
+    return [dict(r) for r in await _sql(url, "SELECT * FROM usage_daily_totals ORDER BY day, model, provider")]
+
+
+async def _totals_grouped(url: str) -> list[dict[str, Any]]:
+    sums = "requests, successes, errors, cancelled, prompt_tokens, completion_tokens, total_tokens, cost_usd"
+    rows = await _sql(
+        url,
+        f"SELECT day, model, provider, {', '.join(f'sum({c}) AS {c}' for c in sums.split(', '))},"
+        f" sum(latency_ms_sum) AS latency_ms_sum FROM ({_GROUPED}) g GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+    )
+    return [dict(r) for r in rows]
+
+
 async def _grouped(url: str, key_id: str) -> list[dict[str, Any]]:
     return [dict(r) for r in await _sql(url, _GROUPED) if r["key_id"] == key_id]
 
@@ -98,6 +112,8 @@ async def test_redelivered_rows_are_stored_and_counted_once(own_db: str, engine:
     assert rollup == await _grouped(own_db, key)  # the rollup is the GROUP BY, not 3x it
     assert sum(r["requests"] for r in rollup) == 3 and sum(r["errors"] for r in rollup) == 1
     assert sum(r["cost_usd"] for r in rollup) == sum(Decimal(str(r["cost_usd"])) for r in batch)
+    # The totals (the master key's rollup) are the same rows summed over keys and teams.
+    assert await _totals(own_db) == await _totals_grouped(own_db)
     bodies = await _sql(own_db, "SELECT * FROM usage_bodies WHERE key_id = $1", key)
     assert [(b["request_id"], b["prompt_text"], b["team_id"]) for b in bodies] == [(f"r1-{key}", "hello", "team_t")]
 

@@ -131,7 +131,8 @@ async def drop_expired(engine: AsyncEngine, now: datetime, retention_days: int) 
                 await conn.execute(
                     text(f"DELETE FROM {default_partition(table)} WHERE started_at < :t"), {"t": kept_from}
                 )
-            await conn.execute(text("DELETE FROM usage_daily WHERE day < :d"), {"d": kept_from.date()})
+            for rollup in ("usage_daily", "usage_daily_totals"):
+                await conn.execute(text(f"DELETE FROM {rollup} WHERE day < :d"), {"d": kept_from.date()})
     if dropped:
         log.info("retention (%d days): dropped %s", retention_days, ", ".join(dropped))
     return dropped

@@ -15,7 +15,7 @@ from sqlalchemy import ColumnElement, Table, and_, case, func, literal, literal_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from accounting.admin.records import iso
-from accounting.analytics.rollup import DAILY
+from accounting.analytics.rollup import DAILY, TOTALS
 from accounting.models import UsageBody, UsageRecord
 from common.analytics import RequestQuery, RequestsQuery, Scope, UsageQuery
 from common.errors import NotFoundError
@@ -24,7 +24,7 @@ USAGE: Table = UsageRecord.__table__  # type: ignore[attr-defined]
 BODIES: Table = UsageBody.__table__  # type: ignore[attr-defined]
 PREVIEW_CHARS = 100
 TOP_MODELS = 5
-_STATUS_SUM = {"success": DAILY.c.successes, "error": DAILY.c.errors, "cancelled": DAILY.c.cancelled}
+_STATUS_SUM = {"success": "successes", "error": "errors", "cancelled": "cancelled"}
 
 
 def _money(value: Decimal | None) -> float:
@@ -40,6 +40,12 @@ def _scoped(table: Table, scope: Scope) -> list[ColumnElement[bool]]:
     return where
 
 
+def rollup_of(scope: Scope) -> Table:
+    """The rollup that answers for ``scope``: the totals (a few rows a day) for everyone's, the per-key
+    one (indexed by key and by team) otherwise."""
+    return TOTALS if scope.key_id is None and scope.team_id is None else DAILY
+
+
 def today(now: datetime | None = None) -> date:
     return (now or datetime.now(UTC)).astimezone(UTC).date()
 
@@ -51,7 +57,8 @@ async def usage(conn: AsyncConnection, scope: Scope, query: UsageQuery, now: dat
     """Seed 003's usage summary over the last ``days`` UTC days (today included), in one scan of the
     rollup: the totals, by provider, by model and by day are four grouping sets of it."""
     since = today(now) - timedelta(days=query.days - 1)
-    d = DAILY.c
+    table = rollup_of(scope)
+    d = table.c
     grouping = func.grouping(d.provider, d.model, d.day)
     stmt = (
         select(
@@ -64,7 +71,7 @@ async def usage(conn: AsyncConnection, scope: Scope, query: UsageQuery, now: dat
             func.sum(d.cost_usd).label("cost_usd"),
             func.sum(d.latency_ms_sum).label("latency_ms_sum"),
         )
-        .where(d.day >= since, *_scoped(DAILY, scope))
+        .where(d.day >= since, *_scoped(table, scope))
         .group_by(
             func.grouping_sets(
                 literal_column("()"),
@@ -134,11 +141,12 @@ async def _total(conn: AsyncConnection, scope: Scope, query: RequestsQuery) -> i
     """How many rows the list's filters match. Without a search or a date range the rollup knows
     (its rows are a few per key and day); otherwise the rows are counted."""
     if query.search is None and query.start_date is None and query.end_date is None:
-        d = DAILY.c
-        where = _scoped(DAILY, scope)
+        table = rollup_of(scope)
+        d = table.c
+        where = _scoped(table, scope)
         if query.model is not None:
             where.append(d.model == query.model)
-        counted = _STATUS_SUM[query.status] if query.status is not None else d.requests
+        counted = d[_STATUS_SUM[query.status]] if query.status is not None else d.requests
         return int(await conn.scalar(select(func.coalesce(func.sum(counted), 0)).where(*where)) or 0)
     where = _request_filters(scope, query)
     if query.search is None:

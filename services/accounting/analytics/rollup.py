@@ -1,5 +1,6 @@
-"""The daily rollup (``usage_daily``) kept by the consumer: each batch's newly stored rows, summed per
-UTC day, key, team, model and provider, added in the same transaction as their insert.
+"""The daily rollups kept by the consumer: each batch's newly stored rows, summed per UTC day, key,
+team, model and provider (``usage_daily``) and per day, model and provider (``usage_daily_totals``),
+added in the same transaction as their insert.
 
 Only rows the insert really stored are added (its RETURNING names them): a redelivered event whose row
 already exists adds nothing, so the rollup stays equal to a GROUP BY over ``usage_records``.
@@ -15,10 +16,11 @@ from typing import Any
 from sqlalchemy import Table
 from sqlalchemy.dialects.postgresql import insert
 
-from accounting.models import UsageDaily
+from accounting.models import UsageDaily, UsageDailyTotal
 from accounting.models.analytics import NO_PROVIDER, NO_TEAM
 
 DAILY: Table = UsageDaily.__table__  # type: ignore[attr-defined]
+TOTALS: Table = UsageDailyTotal.__table__  # type: ignore[attr-defined]
 _SUMS = (
     "requests",
     "successes",
@@ -63,10 +65,29 @@ def rollup_rows(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
-def upsert(rows: list[dict[str, Any]]) -> Any:
-    """One INSERT … ON CONFLICT DO UPDATE adding ``rows`` to the rollup."""
-    stmt = insert(DAILY).values(rows)
-    return stmt.on_conflict_do_update(
-        constraint="usage_daily_pkey",
-        set_={name: DAILY.c[name] + stmt.excluded[name] for name in _SUMS},
-    )
+def totals_rows(daily: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``usage_daily`` rows summed over keys and teams: ``usage_daily_totals`` rows, sorted."""
+    sums: dict[tuple[Any, str, str], dict[str, Any]] = {}
+    for row in daily:
+        key = (row["day"], row["model"], row["provider"])
+        acc = sums.get(key)
+        if acc is None:
+            sums[key] = {name: row[name] for name in _SUMS}
+        else:
+            for name in _SUMS:
+                acc[name] += row[name]
+    return [{"day": k[0], "model": k[1], "provider": k[2], **sums[k]} for k in sorted(sums)]
+
+
+def upserts(rows: list[dict[str, Any]]) -> list[Any]:
+    """The INSERT … ON CONFLICT DO UPDATE statements adding ``rows`` (``rollup_rows``) to both rollups."""
+    statements = []
+    for table, values in ((DAILY, rows), (TOTALS, totals_rows(rows))):
+        stmt = insert(table).values(values)
+        statements.append(
+            stmt.on_conflict_do_update(
+                constraint=f"{table.name}_pkey",
+                set_={name: table.c[name] + stmt.excluded[name] for name in _SUMS},
+            )
+        )
+    return statements

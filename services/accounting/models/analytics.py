@@ -1,7 +1,8 @@
 """What the analytics API reads besides ``usage_records``: the daily rollup and the stored texts.
 
 ``usage_daily`` holds one row per UTC day, key, team, model and provider with the sums the usage
-endpoint and /user/stats need. The consumer adds each batch's newly stored rows to it in the same
+endpoint and /user/stats need (``usage_daily_totals`` the same without key and team, for the master
+key's questions about everything). The consumer adds each batch's newly stored rows to it in the same
 transaction as their insert, so it always equals a GROUP BY over ``usage_records`` while being a few
 hundred times smaller (a month of one key is tens of rows, not tens of thousands).
 
@@ -36,6 +37,26 @@ class UsageDaily(SQLModel, table=True):
     day: date = Field(primary_key=True, sa_type=Date)
     key_id: str = Field(primary_key=True, sa_type=String)
     team_id: str = Field(primary_key=True, sa_type=String)
+    model: str = Field(primary_key=True, sa_type=String)
+    provider: str = Field(primary_key=True, sa_type=String)
+    requests: int = Field(sa_type=BigInteger)
+    successes: int = Field(sa_type=BigInteger)
+    errors: int = Field(sa_type=BigInteger)
+    cancelled: int = Field(sa_type=BigInteger)
+    prompt_tokens: int = Field(sa_type=BigInteger)
+    completion_tokens: int = Field(sa_type=BigInteger)
+    total_tokens: int = Field(sa_type=BigInteger)
+    cost_usd: Decimal = Field(sa_type=Numeric(COST_PRECISION, COST_SCALE))
+    latency_ms_sum: float = Field(sa_type=Float)
+
+
+class UsageDailyTotal(SQLModel, table=True):
+    """``usage_daily`` summed over keys and teams: what the master key's unfiltered questions read (a
+    day has a row per model and provider, so a year is a few thousand rows, whatever the keys)."""
+
+    __tablename__ = "usage_daily_totals"
+
+    day: date = Field(primary_key=True, sa_type=Date)
     model: str = Field(primary_key=True, sa_type=String)
     provider: str = Field(primary_key=True, sa_type=String)
     requests: int = Field(sa_type=BigInteger)

@@ -1,4 +1,4 @@
-"""analytics: usage_records partitioned by month, the usage_daily rollup, usage_bodies, api_keys.store_bodies
+"""analytics: usage_records partitioned by month, the usage_daily(_totals) rollups, usage_bodies, api_keys.store_bodies
 
 Revision ID: 0005
 Revises: 0003
@@ -63,6 +63,25 @@ def _usage_columns() -> list[sa.Column]:
     ]
 
 
+def _sums() -> list[sa.Column]:
+    return [
+        *(
+            sa.Column(name, sa.BigInteger(), nullable=False)
+            for name in (
+                "requests",
+                "successes",
+                "errors",
+                "cancelled",
+                "prompt_tokens",
+                "completion_tokens",
+                "total_tokens",
+            )
+        ),
+        sa.Column("cost_usd", sa.Numeric(20, 12), nullable=False),
+        sa.Column("latency_ms_sum", sa.Float(), nullable=False),
+    ]
+
+
 def _months(first: datetime, last: datetime) -> list[tuple[datetime, datetime]]:
     """[start, next start) of every month from ``first``'s to ``last``'s."""
     out = []
@@ -116,31 +135,27 @@ def upgrade() -> None:
     for name, cols in _USAGE_INDEXES.items():
         op.create_index(name, "usage_records", cols)
 
-    op.create_table(
-        "usage_daily",
-        sa.Column("day", sa.Date(), nullable=False),
-        sa.Column("key_id", sa.String(), nullable=False),
-        sa.Column("team_id", sa.String(), nullable=False),
-        sa.Column("model", sa.String(), nullable=False),
-        sa.Column("provider", sa.String(), nullable=False),
-        sa.Column("requests", sa.BigInteger(), nullable=False),
-        sa.Column("successes", sa.BigInteger(), nullable=False),
-        sa.Column("errors", sa.BigInteger(), nullable=False),
-        sa.Column("cancelled", sa.BigInteger(), nullable=False),
-        sa.Column("prompt_tokens", sa.BigInteger(), nullable=False),
-        sa.Column("completion_tokens", sa.BigInteger(), nullable=False),
-        sa.Column("total_tokens", sa.BigInteger(), nullable=False),
-        sa.Column("cost_usd", sa.Numeric(20, 12), nullable=False),
-        sa.Column("latency_ms_sum", sa.Float(), nullable=False),
-        sa.PrimaryKeyConstraint("day", "key_id", "team_id", "model", "provider", name="usage_daily_pkey"),
-    )
-    op.execute(
-        "INSERT INTO usage_daily SELECT (started_at AT TIME ZONE 'UTC')::date, key_id, coalesce(team_id, ''),"
-        " requested_model, coalesce(provider, ''), count(*), count(*) FILTER (WHERE status = 'success'),"
-        " count(*) FILTER (WHERE status = 'error'), count(*) FILTER (WHERE status = 'cancelled'),"
-        " sum(prompt_tokens), sum(completion_tokens), sum(total_tokens), sum(cost_usd), sum(latency_ms)"
-        " FROM usage_records GROUP BY 1, 2, 3, 4, 5"
-    )
+    for table, keys in (("usage_daily", ("key_id", "team_id")), ("usage_daily_totals", ())):
+        op.create_table(
+            table,
+            sa.Column("day", sa.Date(), nullable=False),
+            *(sa.Column(k, sa.String(), nullable=False) for k in keys),
+            sa.Column("model", sa.String(), nullable=False),
+            sa.Column("provider", sa.String(), nullable=False),
+            *_sums(),
+            sa.PrimaryKeyConstraint("day", *keys, "model", "provider", name=f"{table}_pkey"),
+        )
+    for table, keys, grouped in (
+        ("usage_daily", "key_id, coalesce(team_id, ''),", "1, 2, 3, 4, 5"),
+        ("usage_daily_totals", "", "1, 2, 3"),
+    ):
+        op.execute(
+            f"INSERT INTO {table} SELECT (started_at AT TIME ZONE 'UTC')::date, {keys}"
+            " requested_model, coalesce(provider, ''), count(*), count(*) FILTER (WHERE status = 'success'),"
+            " count(*) FILTER (WHERE status = 'error'), count(*) FILTER (WHERE status = 'cancelled'),"
+            " sum(prompt_tokens), sum(completion_tokens), sum(total_tokens), sum(cost_usd), sum(latency_ms)"
+            f" FROM usage_records GROUP BY {grouped}"
+        )
     op.create_index("ix_usage_daily_key_id_day", "usage_daily", ["key_id", "day"])
     op.create_index("ix_usage_daily_team_id_day", "usage_daily", ["team_id", "day"])
 
@@ -173,6 +188,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_column("api_keys", "store_bodies")
     op.drop_table("usage_bodies")
+    op.drop_table("usage_daily_totals")
     op.drop_table("usage_daily")
     op.rename_table("usage_records", "usage_records_0005")
     for name in _USAGE_INDEXES:
