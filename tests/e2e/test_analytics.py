@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import asyncpg  # type: ignore[import-untyped]
 import httpx
 import openai
@@ -130,6 +131,7 @@ def made(redis_url: str, nats_url: str, own_db: str, tmp_path_factory: pytest.Te
                 ).json(),
                 "b": admin.post("/admin/keys", json={"name": "b"}).json(),
                 "quiet": admin.post("/admin/keys", json={"name": "quiet", "store_bodies": False}).json(),
+                "anthropic": admin.post("/admin/keys", json={"name": "anthropic"}).json(),
             }
         made = Made(stack, keys, team)
         _chat(made, "a", "alpha: what is the weather in Paris?")
@@ -140,6 +142,14 @@ def made(redis_url: str, nats_url: str, own_db: str, tmp_path_factory: pytest.Te
         _chat(made, "b", "epsilon: the weather in Rome?")
         _chat(made, "b", "zeta: hello")
         _chat(made, "quiet", "eta: weather secret")
+        claude = anthropic.Anthropic(api_key=keys["anthropic"]["key"], base_url=stack.base_url, max_retries=0)
+        message = claude.messages.with_raw_response.create(
+            model="demo", max_tokens=50, system="Be brief.", messages=[{"role": "user", "content": "theta: hi"}]
+        )
+        made.ids["anthropic"] = [message.headers["request-id"]]
+        made.answers[message.headers["request-id"]] = "".join(
+            b.text for b in message.parse().content if isinstance(b, anthropic.types.TextBlock)
+        )
         expected = sum(len(ids) for ids in made.ids.values())
 
         async def stored() -> None:
@@ -197,7 +207,7 @@ async def test_usage_of_a_key_is_its_own_rows_summed(made: Made) -> None:
 async def test_the_master_key_sees_everything_and_filters_by_key_and_team(made: Made) -> None:
     everything = await made.rows()
     got = made.ok("/v1/analytics/usage", None)
-    assert got["total_requests"] == len(everything) == 8
+    assert got["total_requests"] == len(everything) == 9
     assert got["total_cost_usd"] == pytest.approx(_money(everything), rel=1e-9)
     assert made.ok("/v1/analytics/usage", None, key_id=made.keys["b"]["id"])["total_requests"] == 2
     assert made.ok("/v1/analytics/usage", None, team_id=made.team["id"])["total_requests"] == 5
@@ -349,6 +359,13 @@ def test_a_key_that_stores_no_bodies_has_none(made: Made) -> None:
     got = made.ok(f"/v1/analytics/requests/{made.ids['quiet'][0]}", "quiet")
     assert (got["prompt_text"], got["response_text"]) == (None, None)
     assert made.ok("/v1/analytics/requests", "quiet")["requests"][0]["prompt_preview"] is None
+
+
+def test_the_anthropic_ingress_keeps_texts_too(made: Made) -> None:
+    request_id = made.ids["anthropic"][0]
+    got = made.ok(f"/v1/analytics/requests/{request_id}", "anthropic")
+    assert got["prompt_text"] == "Be brief.\n\ntheta: hi"
+    assert got["response_text"] == _kept(made.answers[request_id]) and made.answers[request_id]
 
 
 def test_unknown_request_is_404(made: Made) -> None:

@@ -91,3 +91,19 @@ def test_a_stream_past_the_cap_stops_being_kept_and_is_marked() -> None:
 
 def test_an_event_without_a_capture_says_no_texts_were_kept() -> None:
     assert not events_pb2.UsageEvent(request_id="r").bodies_stored
+
+
+def test_prompt_text_of_an_anthropic_request_has_its_system_prompt_first() -> None:
+    from gateway.anthropic.schemas import parse_request
+
+    parsed = parse_request(
+        orjson.dumps(
+            {
+                "model": "m",
+                "max_tokens": 10,
+                "system": "Be brief.",
+                "messages": [{"role": "user", "content": [{"type": "text", "text": "Hi"}]}],
+            }
+        )
+    )
+    assert prompt_text(parsed) == "Be brief.\n\nHi"

@@ -38,7 +38,7 @@ def cut(text: str, cap: int) -> tuple[str, bool]:
 
 def _texts(value: Any) -> Iterable[str]:
     """The text in a prompt, an input or a message's content: strings, and the ``text`` of content
-    parts; token arrays and images are not text."""
+    parts (OpenAI's dicts, or Anthropic's validated text blocks); token arrays and images are not text."""
     if isinstance(value, str):
         yield value
     elif isinstance(value, list):
@@ -47,14 +47,18 @@ def _texts(value: Any) -> Iterable[str]:
                 yield item
             elif isinstance(item, dict) and isinstance(item.get("text"), str):
                 yield item["text"]
+            elif isinstance(getattr(item, "text", None), str):
+                yield item.text
 
 
 def prompt_text(parsed: Any) -> str:
-    """The prompt of a validated chat, completion, embedding or image request: every message's text in
-    order (system prompts included: they are part of what was sent), or the prompt or input."""
+    """The prompt of a validated chat, completion, embedding, image or Anthropic messages request: every
+    message's text in order (system prompts included: they are part of what was sent), or the prompt or
+    input."""
     messages = getattr(parsed, "messages", None)
     if messages is not None:
-        return "\n\n".join(text for m in messages for text in _texts(getattr(m, "content", None)))
+        system = list(_texts(getattr(parsed, "system", None)))  # Anthropic's, outside the messages
+        return "\n\n".join([*system, *(text for m in messages for text in _texts(getattr(m, "content", None)))])
     for name in ("prompt", "input"):
         value = getattr(parsed, name, None)
         if value is not None:
