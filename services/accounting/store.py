@@ -8,25 +8,18 @@ from typing import Any
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from accounting.analytics import rollup
 from accounting.mapping import BODIES
-from accounting.models import UsageBody, UsageRecord
+from accounting.models import UsageRecord
 from common.messaging import DependencyUnavailable
 
 TABLE = UsageRecord.__tablename__
 # A redelivered event (lost ack, restart mid-batch, publish outside JetStream's dedup window)
 # finds its row already there (same request id, same started_at: the partitioned table's key) and
-# changes nothing; RETURNING names the rows really stored, which alone go to the rollup and bodies.
-_INSERT = (
-    insert(UsageRecord)
-    .on_conflict_do_nothing(index_elements=["request_id", "started_at"])
-    .returning(UsageRecord.__table__.c.request_id)  # type: ignore[attr-defined]
-)
-_INSERT_BODIES = insert(UsageBody).on_conflict_do_nothing(index_elements=["request_id", "started_at"])
+# changes nothing; only the rows really stored reach the rollups and the texts (rollup.WRITE).
 
 
 class RowsRejectedError(Exception):
@@ -138,31 +131,9 @@ class UsageStore:
 
 
 async def _write(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
-    """The rows, the rollup of those newly stored and their texts, in the caller's transaction."""
-    columns = [{k: v for k, v in row.items() if k != BODIES} for row in rows]
-    stored = set((await conn.execute(_INSERT, columns)).scalars())
-    if not stored:
-        return
-    new = []
-    for row in rows:  # a request id twice in one batch was stored once: count it once
-        if row["request_id"] in stored:
-            stored.discard(row["request_id"])
-            new.append(row)
-    for statement in rollup.upserts(rollup.rollup_rows(new)):
-        await conn.execute(statement)
-    bodies = [
-        {
-            "request_id": row["request_id"],
-            "started_at": row["started_at"],
-            "key_id": row["key_id"],
-            "team_id": row["team_id"],
-            **row[BODIES],
-        }
-        for row in new
-        if row.get(BODIES) is not None
-    ]
-    if bodies:
-        await conn.execute(_INSERT_BODIES, bodies)
+    """The rows, the rollups of those newly stored and their texts: one statement, in the caller's
+    transaction (``accounting.analytics.rollup``)."""
+    await conn.execute(rollup.WRITE, rollup.parameters(rows, BODIES))
 
 
 def _reason(exc: BaseException) -> str:

@@ -1,27 +1,34 @@
-"""The daily rollups kept by the consumer: each batch's newly stored rows, summed per UTC day, key,
-team, model and provider (``usage_daily``) and per day, model and provider (``usage_daily_totals``),
-added in the same transaction as their insert.
+"""One batch of usage rows, the daily rollups and the texts, written by one statement.
 
-Only rows the insert really stored are added (its RETURNING names them): a redelivered event whose row
-already exists adds nothing, so the rollup stays equal to a GROUP BY over ``usage_records``.
+The rows are passed as one array per column and expanded by ``unnest`` (the statement's text is the
+same whatever the batch's size, so asyncpg prepares it once per connection), inserted with
+``ON CONFLICT (request_id, started_at) DO NOTHING``, and only the rows that insert RETURNS (those
+really stored: a redelivered event's row already exists, an event twice in one batch is stored
+once) are summed into ``usage_daily`` (per UTC day, key, team, model, provider) and
+``usage_daily_totals`` (per day, model, provider), and have their texts stored. All of it is one
+round trip, in the caller's transaction, so the rollups always equal a GROUP BY over
+``usage_records``. The rollup rows are upserted in key order, so two replicas writing the same rollup
+rows lock them in the same order and cannot deadlock.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from datetime import UTC
-from decimal import Decimal
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Table
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import ARRAY, Table, TextClause, bindparam, text
+from sqlalchemy.types import TypeEngine
 
-from accounting.models import UsageDaily, UsageDailyTotal
-from accounting.models.analytics import NO_PROVIDER, NO_TEAM
+from accounting.models import UsageBody, UsageDaily, UsageDailyTotal, UsageRecord
 
+USAGE: Table = UsageRecord.__table__  # type: ignore[attr-defined]
 DAILY: Table = UsageDaily.__table__  # type: ignore[attr-defined]
 TOTALS: Table = UsageDailyTotal.__table__  # type: ignore[attr-defined]
-_SUMS = (
+BODIES_TABLE: Table = UsageBody.__table__  # type: ignore[attr-defined]
+# The columns a usage row dict fills (recorded_at is the database's own).
+COLUMNS = [c.name for c in USAGE.columns if c.name != "recorded_at"]
+BODY_COLUMNS = ["prompt_text", "response_text", "prompt_truncated", "response_truncated"]
+SUMS = (
     "requests",
     "successes",
     "errors",
@@ -32,62 +39,62 @@ _SUMS = (
     "cost_usd",
     "latency_ms_sum",
 )
-_STATUS_COLUMN = {"success": "successes", "error": "errors", "cancelled": "cancelled"}
-
-RollupKey = tuple[Any, str, str, str, str]
-
-
-def rollup_rows(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """``usage_records`` rows -> ``usage_daily`` rows, sorted by their key (two replicas upserting the
-    same rollup rows then lock them in the same order and cannot deadlock)."""
-    sums: dict[RollupKey, dict[str, Any]] = {}
-    for row in rows:
-        key = (
-            row["started_at"].astimezone(UTC).date(),
-            row["key_id"],
-            row["team_id"] or NO_TEAM,
-            row["requested_model"],
-            row["provider"] or NO_PROVIDER,
-        )
-        acc = sums.get(key)
-        if acc is None:
-            acc = sums[key] = {name: 0 for name in _SUMS}
-            acc["cost_usd"], acc["latency_ms_sum"] = Decimal(0), 0.0
-        acc["requests"] += 1
-        acc[_STATUS_COLUMN[row["status"]]] += 1
-        acc["prompt_tokens"] += row["prompt_tokens"]
-        acc["completion_tokens"] += row["completion_tokens"]
-        acc["total_tokens"] += row["total_tokens"]
-        acc["cost_usd"] += row["cost_usd"]
-        acc["latency_ms_sum"] += row["latency_ms"]
-    return [
-        {"day": k[0], "key_id": k[1], "team_id": k[2], "model": k[3], "provider": k[4], **sums[k]} for k in sorted(sums)
-    ]
+_SUMMED = (
+    "count(*), count(*) FILTER (WHERE status = 'success'), count(*) FILTER (WHERE status = 'error'),"
+    " count(*) FILTER (WHERE status = 'cancelled'), sum(prompt_tokens), sum(completion_tokens),"
+    " sum(total_tokens), sum(cost_usd), sum(latency_ms)"
+)
 
 
-def totals_rows(daily: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``usage_daily`` rows summed over keys and teams: ``usage_daily_totals`` rows, sorted."""
-    sums: dict[tuple[Any, str, str], dict[str, Any]] = {}
-    for row in daily:
-        key = (row["day"], row["model"], row["provider"])
-        acc = sums.get(key)
-        if acc is None:
-            sums[key] = {name: row[name] for name in _SUMS}
-        else:
-            for name in _SUMS:
-                acc[name] += row[name]
-    return [{"day": k[0], "model": k[1], "provider": k[2], **sums[k]} for k in sorted(sums)]
+def _upsert(table: Table, keys: str, grouped: str) -> str:
+    added = ", ".join(f"{name} = {table.name}.{name} + EXCLUDED.{name}" for name in SUMS)
+    return (
+        f"INSERT INTO {table.name} SELECT (started_at AT TIME ZONE 'UTC')::date, {keys} requested_model,"
+        f" coalesce(provider, ''), {_SUMMED} FROM stored GROUP BY {grouped} ORDER BY {grouped}"
+        f" ON CONFLICT ON CONSTRAINT {table.name}_pkey DO UPDATE SET {added}"
+    )
 
 
-def upserts(rows: list[dict[str, Any]]) -> list[Any]:
-    """The INSERT … ON CONFLICT DO UPDATE statements adding ``rows`` (``rollup_rows``) to both rollups."""
-    statements = []
-    for table, values in ((DAILY, rows), (TOTALS, totals_rows(rows))):
-        stmt = insert(table).values(values)
-        statements.append(
-            stmt.on_conflict_do_update(
-                constraint=f"{table.name}_pkey",
-                set_={name: table.c[name] + stmt.excluded[name] for name in _SUMS},
-            )
-        )
-    return statements
+def _statement() -> TextClause:
+    columns = ", ".join(COLUMNS)
+    arrays = ", ".join(f":{name}" for name in COLUMNS)
+    body_arrays = ", ".join(f":body_{name}" for name in ["request_id", *BODY_COLUMNS])
+    sql = f"""
+WITH stored AS (
+  INSERT INTO {USAGE.name} ({columns}) SELECT * FROM unnest({arrays})
+  ON CONFLICT (request_id, started_at) DO NOTHING
+  RETURNING request_id, started_at, key_id, team_id, requested_model, provider, status, prompt_tokens,
+            completion_tokens, total_tokens, cost_usd, latency_ms
+), daily AS (
+  {_upsert(DAILY, "key_id, coalesce(team_id, ''),", "1, 2, 3, 4, 5")}
+), totals AS (
+  {_upsert(TOTALS, "", "1, 2, 3")}
+), texts AS (
+  INSERT INTO {BODIES_TABLE.name} (request_id, started_at, key_id, team_id, {", ".join(BODY_COLUMNS)})
+  SELECT s.request_id, s.started_at, s.key_id, s.team_id, {", ".join(f"b.{c}" for c in BODY_COLUMNS)}
+  FROM stored s JOIN unnest({body_arrays}) AS b(request_id, {", ".join(BODY_COLUMNS)}) USING (request_id)
+  ON CONFLICT (request_id, started_at) DO NOTHING
+)
+SELECT count(*) FROM stored
+"""
+    params = [bindparam(name, type_=ARRAY(_type(USAGE, name))) for name in COLUMNS]
+    params += [bindparam("body_request_id", type_=ARRAY(_type(USAGE, "request_id")))]
+    params += [bindparam(f"body_{name}", type_=ARRAY(_type(BODIES_TABLE, name))) for name in BODY_COLUMNS]
+    return text(sql).bindparams(*params)
+
+
+def _type(table: Table, name: str) -> TypeEngine[Any]:
+    return table.c[name].type
+
+
+WRITE = _statement()
+
+
+def parameters(rows: Sequence[dict[str, Any]], bodies_key: str) -> dict[str, list[Any]]:
+    """``rows`` (usage row dicts, texts under ``bodies_key`` or None) as the statement's arrays."""
+    params: dict[str, list[Any]] = {name: [row[name] for row in rows] for name in COLUMNS}
+    with_texts = [row for row in rows if row.get(bodies_key) is not None]
+    params["body_request_id"] = [row["request_id"] for row in with_texts]
+    for name in BODY_COLUMNS:
+        params[f"body_{name}"] = [row[bodies_key][name] for row in with_texts]
+    return params
