@@ -157,11 +157,23 @@ async def _total(conn: AsyncConnection, scope: Scope, query: RequestsQuery) -> i
 
 
 def _search(scope: Scope, query: RequestsQuery) -> list[ColumnElement[bool]]:
-    """The search's conditions on usage_bodies: the trigram index finds the texts; the scope and range
-    repeated on the bodies' own columns let Postgres narrow there too before joining."""
+    """The search's conditions on usage_bodies, the scope and range repeated on the bodies' own columns
+    so that Postgres narrows there before joining.
+
+    Across keys the trigram index finds the texts (ILIKE). Within one key its own texts are few (its
+    index on (key_id, started_at) finds them) and are read and matched one by one: the same match
+    spelled with lower() on both sides, which the trigram index cannot serve, because Postgres
+    underestimates how many texts share a search's trigrams and would otherwise scan the whole
+    trigram index of every month for a handful of rows.
+    """
     assert query.search is not None
     b = BODIES.c
-    where = [b.prompt_text.ilike(f"%{_escape_like(query.search)}%", escape="\\"), *_scoped(BODIES, scope)]
+    pattern = f"%{_escape_like(query.search)}%"
+    if scope.key_id is not None:
+        matches = func.lower(b.prompt_text).like(func.lower(pattern), escape="\\")
+    else:
+        matches = b.prompt_text.ilike(pattern, escape="\\")
+    where = [matches, *_scoped(BODIES, scope)]
     if query.start_date is not None:
         where.append(b.started_at >= query.start_date)
     if query.end_date is not None:
@@ -194,8 +206,14 @@ async def requests(conn: AsyncConnection, scope: Scope, query: RequestsQuery) ->
         .offset(query.offset)
         .limit(query.per_page)
     )
+    if query.search is not None:
+        # The matches are found once: the page and (over all of them) their number in one query.
+        stmt = stmt.add_columns(func.count().over().label("matched"))
     rows = (await conn.execute(stmt)).mappings().all()
-    total = await _total(conn, scope, query)
+    if query.search is not None and rows:
+        total = int(rows[0]["matched"])
+    else:  # no search, or a page past the last one
+        total = await _total(conn, scope, query)
     return {
         "requests": [
             {
