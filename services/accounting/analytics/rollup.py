@@ -48,8 +48,10 @@ _SUMMED = (
 
 def _upsert(table: Table, keys: str, grouped: str) -> str:
     added = ", ".join(f"{name} = {table.name}.{name} + EXCLUDED.{name}" for name in SUMS)
+    key_columns = "day, key_id, team_id," if keys else "day,"
     return (
-        f"INSERT INTO {table.name} SELECT (started_at AT TIME ZONE 'UTC')::date, {keys} requested_model,"
+        f"INSERT INTO {table.name} ({key_columns} model, provider, {', '.join(SUMS)})"
+        f" SELECT (started_at AT TIME ZONE 'UTC')::date, {keys} requested_model,"
         f" coalesce(provider, ''), {_SUMMED} FROM stored GROUP BY {grouped} ORDER BY {grouped}"
         f" ON CONFLICT ON CONSTRAINT {table.name}_pkey DO UPDATE SET {added}"
     )

@@ -25,17 +25,22 @@ from common.pricing import COST_PRECISION, COST_SCALE
 # The rollup's key columns cannot be NULL (they form its primary key): "" stands for "none".
 NO_TEAM = ""
 NO_PROVIDER = ""
+# The rollups' rows are updated with every batch: half of each page is left free for the updates.
+ROLLUP_FILLFACTOR = 50
 
 
 class UsageDaily(SQLModel, table=True):
     __tablename__ = "usage_daily"
     __table_args__ = (
-        Index("ix_usage_daily_key_id_day", "key_id", "day"),
+        # The key (key_id, day, ...) serves a key's days; this, a team's.
         Index("ix_usage_daily_team_id_day", "team_id", "day"),
+        # Room on each page for the new version of an updated row: the sums change, no indexed column
+        # does, so the update is HOT and writes no index entry.
+        {"postgresql_with": {"fillfactor": ROLLUP_FILLFACTOR}},
     )
 
-    day: date = Field(primary_key=True, sa_type=Date)
     key_id: str = Field(primary_key=True, sa_type=String)
+    day: date = Field(primary_key=True, sa_type=Date)
     team_id: str = Field(primary_key=True, sa_type=String)
     model: str = Field(primary_key=True, sa_type=String)
     provider: str = Field(primary_key=True, sa_type=String)
@@ -55,6 +60,7 @@ class UsageDailyTotal(SQLModel, table=True):
     day has a row per model and provider, so a year is a few thousand rows, whatever the keys)."""
 
     __tablename__ = "usage_daily_totals"
+    __table_args__ = ({"postgresql_with": {"fillfactor": ROLLUP_FILLFACTOR}},)
 
     day: date = Field(primary_key=True, sa_type=Date)
     model: str = Field(primary_key=True, sa_type=String)

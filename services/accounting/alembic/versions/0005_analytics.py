@@ -32,6 +32,7 @@ _USAGE_INDEXES = {
     "ix_usage_records_started_at": ["started_at"],
 }
 MONTHS_AHEAD = 2
+ROLLUP_FILLFACTOR = 50
 
 
 def _usage_columns() -> list[sa.Column]:
@@ -135,15 +136,17 @@ def upgrade() -> None:
     for name, cols in _USAGE_INDEXES.items():
         op.create_index(name, "usage_records", cols)
 
-    for table, keys in (("usage_daily", ("key_id", "team_id")), ("usage_daily_totals", ())):
+    # The rollups: a key's days are its primary key's range; updated rows fit on their page (HOT).
+    for table, key in (("usage_daily", ("key_id", "day", "team_id")), ("usage_daily_totals", ("day",))):
         op.create_table(
             table,
             sa.Column("day", sa.Date(), nullable=False),
-            *(sa.Column(k, sa.String(), nullable=False) for k in keys),
+            *(sa.Column(k, sa.String(), nullable=False) for k in key if k != "day"),
             sa.Column("model", sa.String(), nullable=False),
             sa.Column("provider", sa.String(), nullable=False),
             *_sums(),
-            sa.PrimaryKeyConstraint("day", *keys, "model", "provider", name=f"{table}_pkey"),
+            sa.PrimaryKeyConstraint(*key, "model", "provider", name=f"{table}_pkey"),
+            postgresql_with={"fillfactor": ROLLUP_FILLFACTOR},
         )
     for table, keys, grouped in (
         ("usage_daily", "key_id, coalesce(team_id, ''),", "1, 2, 3, 4, 5"),
@@ -156,7 +159,6 @@ def upgrade() -> None:
             " sum(prompt_tokens), sum(completion_tokens), sum(total_tokens), sum(cost_usd), sum(latency_ms)"
             f" FROM usage_records GROUP BY {grouped}"
         )
-    op.create_index("ix_usage_daily_key_id_day", "usage_daily", ["key_id", "day"])
     op.create_index("ix_usage_daily_team_id_day", "usage_daily", ["team_id", "day"])
 
     op.create_table(
