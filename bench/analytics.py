@@ -324,6 +324,13 @@ def _cases(sample_ids: list[str]) -> list[tuple[str, float, Timed]]:
             300,
             lambda c, r: queries.requests(c, Scope(), RequestsQuery(search=r.choice(words))),
         ),
+        (
+            "search + model, everything (master)",
+            300,
+            lambda c, r: queries.requests(
+                c, Scope(), RequestsQuery(search=r.choice(words), model=MODELS[r.randrange(8)][0])
+            ),
+        ),
         ("request detail", 50, lambda c, r: queries.request(c, Scope(), RequestQuery(id=r.choice(sample_ids)))),
         ("user/stats, one key", 50, lambda c, r: queries.user_stats(c, Scope(key_id=_key(r), team_id=_team(r)))),
     ]

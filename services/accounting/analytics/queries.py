@@ -184,31 +184,54 @@ def _search(scope: Scope, query: RequestsQuery) -> list[ColumnElement[bool]]:
 async def requests(conn: AsyncConnection, scope: Scope, query: RequestsQuery) -> dict[str, Any]:
     """One page of seed 003's request list, newest first, with the total the filters match."""
     u, b = USAGE.c, BODIES.c
-    where = _request_filters(scope, query)
-    if query.search is not None:
-        where += _search(scope, query)
-    stmt = (
-        select(
-            u.request_id,
-            u.started_at,
-            u.requested_model,
-            u.provider,
-            func.left(b.prompt_text, PREVIEW_CHARS).label("prompt_preview"),
-            u.prompt_tokens,
-            u.completion_tokens,
-            u.cost_usd,
-            u.latency_ms,
-            u.status,
-        )
-        .select_from(_joined())
-        .where(*where)
-        .order_by(u.started_at.desc(), u.request_id.desc())
-        .offset(query.offset)
-        .limit(query.per_page)
+    columns = (
+        u.request_id,
+        u.started_at,
+        u.requested_model,
+        u.provider,
+        func.left(b.prompt_text, PREVIEW_CHARS).label("prompt_preview"),
+        u.prompt_tokens,
+        u.completion_tokens,
+        u.cost_usd,
+        u.latency_ms,
+        u.status,
     )
-    if query.search is not None:
-        # The matches are found once: the page and (over all of them) their number in one query.
-        stmt = stmt.add_columns(func.count().over().label("matched"))
+    newest_first = (u.started_at.desc(), u.request_id.desc())
+    if query.search is not None and query.model is None and query.status is None:
+        # Only the texts decide: their page and their number come from usage_bodies alone, and only the
+        # page's rows are then read from usage_records (not every match's).
+        page = (
+            select(b.request_id, b.started_at, func.count().over().label("matched"))
+            .where(*_search(scope, query))
+            .order_by(b.started_at.desc(), b.request_id.desc())
+            .offset(query.offset)
+            .limit(query.per_page)
+            .subquery()
+        )
+        stmt = (
+            select(*columns, page.c.matched)
+            .select_from(
+                page.join(USAGE, and_(u.request_id == page.c.request_id, u.started_at == page.c.started_at)).join(
+                    BODIES, and_(b.request_id == page.c.request_id, b.started_at == page.c.started_at)
+                )
+            )
+            .order_by(*newest_first)
+        )
+    else:
+        where = _request_filters(scope, query)
+        if query.search is not None:
+            where += _search(scope, query)
+        stmt = (
+            select(*columns)
+            .select_from(_joined())
+            .where(*where)
+            .order_by(*newest_first)
+            .offset(query.offset)
+            .limit(query.per_page)
+        )
+        if query.search is not None:
+            # The matches are found once: the page and (over all of them) their number in one query.
+            stmt = stmt.add_columns(func.count().over().label("matched"))
     rows = (await conn.execute(stmt)).mappings().all()
     if query.search is not None and rows:
         total = int(rows[0]["matched"])
