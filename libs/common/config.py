@@ -215,6 +215,12 @@ class ModelRouterConfig(_Strict):
             raise ValueError("auto: a deployment already serves a model named 'auto'")
         return self
 
+    # Keep each request's prompt and answer text with its usage row (a key's own store_bodies
+    # overrides this), each cut to store_bodies_max_bytes (at most 256 KiB: the texts travel in the
+    # usage events).
+    store_bodies: bool = False
+    store_bodies_max_bytes: int = Field(default=32 * 1024, ge=0, le=256 * 1024)
+
     @model_validator(mode="after")
     def _check_references(self) -> ModelRouterConfig:
         for name, provider in self.providers.items():

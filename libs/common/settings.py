@@ -39,6 +39,7 @@ class CommonSettings(BaseSettings):
     keys_bucket: str = subjects.KEYS_BUCKET
     admin_subject: str = subjects.ADMIN
     ledger_subject: str = subjects.LEDGER_SPEND
+    analytics_subject: str = subjects.ANALYTICS
     # Unique per process; names this process's NATS reply/cancel subjects.
     instance_id: str = Field(default_factory=lambda: uuid.uuid4().hex[:12])
 
@@ -117,6 +118,13 @@ class AccountingSettings(CommonSettings):
     # Longest an admin request or a spend query waits for Postgres (connect, statements) before it
     # answers that the database is unreachable.
     admin_db_timeout_s: float = Field(default=3.0, gt=0, le=30.0)
+    # Usage rows (and stored texts) are kept this many days, then dropped a whole month at a time
+    # (0: kept for ever). The daily rollup of a dropped month goes with it.
+    usage_retention_days: int = Field(default=0, ge=0)
+    # How often the monthly partitions are made ahead and the retention applied.
+    analytics_upkeep_interval_s: float = Field(default=3600.0, gt=0)
+    # Longest an analytics query may take before it answers that the database is unreachable.
+    analytics_db_timeout_s: float = Field(default=10.0, gt=0, le=60.0)
     health_host: str = "127.0.0.1"
     health_port: int = Field(default=8082, ge=0, le=65535)
 

@@ -28,6 +28,11 @@ LEDGER_SPEND = "mr.v1.ledger.spend"
 """Router -> accounting, request/reply: ``keys.v1.SpendQuery`` -> ``keys.v1.SpendAnswer``."""
 LEDGER_QUEUE = "accounting-ledger"
 
+ANALYTICS = "mr.v1.analytics"
+"""Gateway -> accounting, request/reply: the analytics API and /user/stats, answered from Postgres
+(JSON envelopes, see ``common.analytics``)."""
+ANALYTICS_QUEUE = "accounting-analytics"
+
 MSG_ID_HEADER = "Nats-Msg-Id"
 USAGE_BATCH_HEADER = "Mr-Usage-Batch"
 """Present (value "1") on a USAGE message whose payload is a UsageBatch rather than one UsageEvent."""

@@ -12,6 +12,7 @@ from nats.errors import Error as NatsError
 from prometheus_client import REGISTRY
 
 from accounting.admin.runtime import start_keys
+from accounting.analytics.runtime import start_analytics
 from accounting.consumer import ConsumerOptions, UsageConsumer
 from accounting.metrics import AccountingMetrics, LagSampler
 from accounting.store import SchemaMissingError, UsageStore, create_engine
@@ -71,9 +72,16 @@ async def _consume(
             f"{settings.nats_url} ({exc!r}); {START_HINTS['nats']}"
         ) from None
     try:
+        analytics = await start_analytics(settings, nc)
+    except BaseException:
+        await keys.stop(0)
+        await consumer.close()
+        raise
+    try:
         await _serve(settings, options, stop, store, nc, consumer)
     finally:
-        # Admin requests and spend queries in flight get their answers before NATS is closed.
+        # Admin requests, spend queries and analytics in flight get their answers before NATS is closed.
+        await analytics.stop(settings.drain_timeout_s)
         await keys.stop(settings.drain_timeout_s)
 
 

@@ -25,6 +25,11 @@ _STATUS_NAMES = {
 }
 
 
+# The row's entry holding the request's texts (None when its key does not store them): not a column
+# of usage_records; the store writes it to usage_bodies.
+BODIES = "bodies"
+
+
 class MalformedEventError(ValueError):
     """The message can never become a row: retrying it would not help."""
 
@@ -91,6 +96,16 @@ def row_from_event(event: events_pb2.UsageEvent) -> dict[str, Any]:
         "ttft_ms": event.ttft_ms or None,  # 0 on the wire when nothing was streamed
         "started_at": started_at,
         "finished_at": finished_at,
+        BODIES: _bodies(event) if event.bodies_stored else None,
+    }
+
+
+def _bodies(event: events_pb2.UsageEvent) -> dict[str, Any]:
+    return {
+        "prompt_text": _clean(event.prompt_text),
+        "response_text": _clean(event.response_text),
+        "prompt_truncated": event.prompt_truncated,
+        "response_truncated": event.response_truncated,
     }
 
 

@@ -8,17 +8,18 @@ from typing import Any
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from accounting.analytics import rollup
+from accounting.mapping import BODIES
 from accounting.models import UsageRecord
 from common.messaging import DependencyUnavailable
 
 TABLE = UsageRecord.__tablename__
 # A redelivered event (lost ack, restart mid-batch, publish outside JetStream's dedup window)
-# finds its row already there and changes nothing.
-_INSERT = insert(UsageRecord).on_conflict_do_nothing(index_elements=["request_id"])
+# finds its row already there (same request id, same started_at: the partitioned table's key) and
+# changes nothing; only the rows really stored reach the rollups and the texts (rollup.WRITE).
 
 
 class RowsRejectedError(Exception):
@@ -113,7 +114,7 @@ class UsageStore:
         async with self._engine.connect() as conn:  # a failure to connect is not retried here
             try:
                 async with conn.begin():
-                    await conn.execute(_INSERT, rows)
+                    await _write(conn, rows)
                 return
             except sa_exc.DBAPIError as exc:
                 if not exc.connection_invalidated:
@@ -123,10 +124,16 @@ class UsageStore:
                 # connects afresh; if the first commit landed after all, the retry skips its rows.
                 # If Postgres is really down, the retry's failure is what the caller sees.
         async with self._engine.begin() as conn:
-            await conn.execute(_INSERT, rows)
+            await _write(conn, rows)
 
     async def close(self) -> None:
         await self._engine.dispose()
+
+
+async def _write(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    """The rows, the rollups of those newly stored and their texts: one statement, in the caller's
+    transaction (``accounting.analytics.rollup``)."""
+    await conn.execute(rollup.WRITE, rollup.parameters(rows, BODIES))
 
 
 def _reason(exc: BaseException) -> str:

@@ -9,6 +9,7 @@ from starlette.types import ASGIApp
 
 from gateway import errors, openapi
 from gateway.admin import routes as admin
+from gateway.analytics import routes as analytics
 from gateway.deps import Gateway
 from gateway.edge import FastLane, ServerSpans
 from gateway.routes import auth, generate, health, messages, metrics, models, operator
@@ -29,7 +30,7 @@ def create_api(gateway: Gateway, *, usage_summary: UsageSummary | None = None) -
     errors.install(api)
     # Also registered with FastAPI: for its 405 on other methods, and for anyone reading its routes.
     api.router.routes.extend(FAST_ROUTES)
-    for module in (models, health, auth, admin, operator):
+    for module in (models, health, auth, admin, operator, analytics):
         api.include_router(module.router)
     api.include_router(metrics.router_for(usage_summary))
     openapi.install(api)

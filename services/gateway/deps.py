@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 from nats.aio.client import Client as NATS
 
+from common.config import ModelRouterConfig
 from common.errors import PayloadTooLargeError, PermissionDeniedError
 from common.settings import GatewaySettings
 from gateway.auto_routing import AutoRouting
@@ -30,6 +31,7 @@ class Gateway:
     watch: KeyringWatch | None = None  # keeps ``keys`` equal to the keys bucket
     draining: bool = False
     auto: AutoRouting = field(default_factory=AutoRouting)  # the default model and the prompt classifier
+    config: ModelRouterConfig | None = None  # the YAML config it started with (prices, store_bodies)
 
 
 def gateway_of(request: Request) -> Gateway:

@@ -31,6 +31,7 @@ from common.messaging import producer_span
 from common.route_metadata import RouteMetadata, explain
 from gateway import attempt_outcome, ratelimit_headers, sse
 from gateway.admission import settlement_of
+from gateway.analytics.bodies import BodyCapture
 from gateway.attempt import Attempt, error_from_reply
 from gateway.job_bodies import JobBodies
 from gateway.ledger import Ledger
@@ -74,6 +75,8 @@ class Call:
     route: RouteMetadata | None = None
     price: router_pb2.Price | None = None
     usage: events_pb2.Usage | None = None
+    # Set when the key stores bodies: what the usage event's texts are taken from.
+    bodies: BodyCapture | None = None
     started: float = field(default_factory=time.perf_counter)
     started_unix_ms: int = field(default_factory=lambda: time.time_ns() // 1_000_000)
 
@@ -123,6 +126,8 @@ class Dispatcher:
             body = await self._join_body(ledger, reply) if reply.HasField("chunk") else reply.result.body
             ledger.usage, ledger.worker_span = reply.result.usage, reply.result.traceparent
             call.usage = reply.result.usage
+            if call.bodies is not None:
+                call.bodies.answer = body
             return body
         except ModelRouterError as exc:
             ledger.error = exc
@@ -197,6 +202,8 @@ class Dispatcher:
                     if ledger.first_byte_at is None:
                         ledger.first_byte_at = time.perf_counter()
                     ledger.relayed(reply.chunk)
+                    if call.bodies is not None:
+                        call.bodies.chunk(reply.chunk)
                     if encoded := encoder.chunk(reply.chunk.data):
                         yield encoded
                 elif reply.HasField("result"):
@@ -381,6 +388,8 @@ class Dispatcher:
         self._bodies.release(call.request_id)
         attempt_outcome.report_finished(self._router, ledger, now)
         event = ledger.event(call, now)
+        if call.bodies is not None:
+            call.bodies.fill(event)
         # A governed request some Route admitted (it has a target) holds a reservation: give back
         # what it did not use.
         if call.admission is not None and ledger.target is not None:

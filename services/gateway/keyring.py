@@ -58,6 +58,7 @@ class Principal:
     revoked_at_ms: int = 0
     valid_until_ms: int = 0  # a rotated-out secret's end of grace
     source: str = "env"  # env, config, master, admin, anonymous
+    store_bodies: bool | None = None  # the key's own choice; None: the config's store_bodies
 
     @property
     def governed(self) -> bool:
@@ -203,6 +204,7 @@ class Keyring:
             expires_at_ms=record.expires_at_ms,
             revoked_at_ms=record.revoked_at_ms,
             source="admin",
+            store_bodies=record.store_bodies if record.HasField("store_bodies") else None,
         )
         try:
             self._managed[bytes.fromhex(record.digest)] = principal

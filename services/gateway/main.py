@@ -86,7 +86,7 @@ async def build_gateway(
     keys = Keyring(settings, list(config.keys))
     watch = KeyringWatch(nc, keys, settings.keys_bucket, resync_s=settings.keys_resync_s)
     await watch.start()
-    return Gateway(settings, keys, router, dispatcher, nc, watch=watch, auto=auto), hub, bodies, usage
+    return Gateway(settings, keys, router, dispatcher, nc, watch=watch, auto=auto, config=config), hub, bodies, usage
 
 
 async def _start_metrics_port(settings: GatewaySettings, gateway: Gateway) -> HealthServer | None:

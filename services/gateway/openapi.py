@@ -256,6 +256,7 @@ def document() -> dict[str, Any]:
             {"name": "Admin: teams", "description": "Teams whose limits and budgets bind the sum of their keys."},
             {"name": "Auth", "description": "Seed 001's authentication endpoints."},
             {"name": "Operator", "description": "Routing stats, health, rate limits and providers (ops keys)."},
+            {"name": "Analytics", "description": "Usage, requests and models (seed 003); /user/stats (seed 004)."},
         ],
         "security": [{BEARER: []}, {API_KEY: []}],
         "paths": paths,

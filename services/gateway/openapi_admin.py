@@ -31,6 +31,9 @@ class KeyCreate(_Limits):
     models: list[str] = Field(default_factory=list, description="Public model names it may use; empty: all.")
     expires_at: datetime | None = None
     metadata: dict[str, Any] | None = None
+    store_bodies: bool | None = Field(
+        default=None, description="Keep its prompts' and answers' texts (null: the deployment's `store_bodies`)."
+    )
 
 
 class KeyUpdate(_Limits):
@@ -44,6 +47,7 @@ class KeyUpdate(_Limits):
     models: list[str] | None = None
     expires_at: datetime | None = None
     metadata: dict[str, Any] | None = None
+    store_bodies: bool | None = None
 
 
 class KeyRotate(BaseModel):
@@ -62,6 +66,7 @@ class ApiKey(_Limits):
     expires_at: datetime | None
     revoked_at: datetime | None
     metadata: dict[str, Any] | None
+    store_bodies: bool | None = Field(description="Its own choice; null: the deployment's `store_bodies`.")
     display: str = Field(examples=["sk-mr-…abcd"], description="The secret's masked form.")
     created_at: datetime
     updated_at: datetime

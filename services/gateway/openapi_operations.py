@@ -79,7 +79,7 @@ def operations() -> list[Operation]:
     """Every public operation. ``tests/unit/test_gateway_openapi.py`` checks this against the routes
     the application serves, so an endpoint added without a line here fails the tests."""
     # (They build on Operation, defined above: imported here, not at the top.)
-    from gateway import openapi_admin, openapi_operator
+    from gateway import openapi_admin, openapi_analytics, openapi_operator
 
     generating = [
         Operation(
@@ -147,6 +147,7 @@ def operations() -> list[Operation]:
         ),
         *openapi_admin.operations(),
         *openapi_operator.operations(),
+        *openapi_analytics.operations(),
         Operation(
             "get",
             "/metrics",

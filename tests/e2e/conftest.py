@@ -156,6 +156,7 @@ def running_stack(
             "KEYS_BUCKET": f"MR_KEYS_E2E_{suffix}",
             "ADMIN_SUBJECT": f"mr.v1.admin.e2e{suffix}",
             "LEDGER_SUBJECT": f"mr.v1.ledger.e2e{suffix}",
+            "ANALYTICS_SUBJECT": f"mr.v1.analytics.e2e{suffix}",
             "E2E_OPENAI_UPSTREAM_KEY": UPSTREAM_KEY,
             "API_KEYS": "",
             "STALL_TIMEOUT_S": "3",

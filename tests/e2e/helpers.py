@@ -63,6 +63,7 @@ def own_stack(
             "KEYS_BUCKET": f"MR_KEYS_E2E_{suffix}",
             "ADMIN_SUBJECT": f"mr.v1.admin.e2e{suffix}",
             "LEDGER_SUBJECT": f"mr.v1.ledger.e2e{suffix}",
+            "ANALYTICS_SUBJECT": f"mr.v1.analytics.e2e{suffix}",
             "API_KEYS": "",
             "OTEL_EXPORTER_OTLP_ENDPOINT": "",  # no collector here: spans stay in the processes
             "DRAIN_TIMEOUT_S": "10",

@@ -21,7 +21,7 @@ __all__ = ["admin"]  # the fixture, imported for pytest
 KEY_FIELDS = {
     "id", "object", "name", "team_id", "owner", "role", "models", "rpm", "tpm", "max_parallel",
     "daily_budget_usd", "monthly_budget_usd", "expires_at", "revoked_at", "metadata", "display",
-    "created_at", "updated_at",
+    "created_at", "updated_at", "store_bodies",
 }  # fmt: skip
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
@@ -93,6 +93,27 @@ async def test_defaults_and_a_timezone_less_expiry_taken_as_utc(admin: AdminClie
     assert created["expires_at"] == "2031-05-01T00:00:00.000Z"
     record = await admin.key_record(created["id"])
     assert record.role == "client" and not record.limits.ListFields()
+    # No store_bodies of its own: the deployment's setting decides (absent in the record, not false).
+    assert created["store_bodies"] is None and not record.HasField("store_bodies")
+
+
+async def test_a_keys_store_bodies_is_set_changed_and_cleared(admin: AdminClient) -> None:
+    """The per-key override of the deployment's store_bodies, as the gateways read it from the bucket
+    (the record is put before the admin answer)."""
+    created = await admin.ok("POST", "/admin/keys", {"name": "texts", "store_bodies": False}, status=201)
+    record = await admin.key_record(created["id"])
+    assert created["store_bodies"] is False and record.HasField("store_bodies") and not record.store_bodies
+
+    patched = await admin.ok("PATCH", f"/admin/keys/{created['id']}", {"store_bodies": True})
+    assert patched["store_bodies"] is True
+    assert (await admin.key_record(created["id"])).store_bodies is True
+
+    cleared = await admin.ok("PATCH", f"/admin/keys/{created['id']}", {"store_bodies": None})
+    assert cleared["store_bodies"] is None
+    assert not (await admin.key_record(created["id"])).HasField("store_bodies")
+
+    status, refused = await admin.call("PATCH", f"/admin/keys/{created['id']}", {"store_bodies": "yes"})
+    assert status == 400 and refused["error"]["param"] == "store_bodies"
 
 
 async def test_list_is_paged_with_a_total_and_filters_by_team(admin: AdminClient) -> None:

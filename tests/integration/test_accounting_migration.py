@@ -18,6 +18,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from accounting.analytics.partitions import include_in_comparison
 from accounting.models import UsageRecord
 
 pytestmark = pytest.mark.integration
@@ -82,6 +83,7 @@ EXPECTED_KEY_COLUMNS = {
     "metadata": ("jsonb", "NO"),
     "previous_secrets": ("jsonb", "NO"),
     **_TIMESTAMPS,
+    "store_bodies": ("boolean", "YES"),
 }
 
 
@@ -126,7 +128,15 @@ def _schema_diff(url: str) -> list[Any]:
             async with engine.connect() as conn:
 
                 def compare(sync: Connection) -> list[Any]:
-                    ctx = MigrationContext.configure(sync, opts={"compare_type": True, "compare_server_default": True})
+                    ctx = MigrationContext.configure(
+                        sync,
+                        opts={
+                            "compare_type": True,
+                            "compare_server_default": True,
+                            # The monthly partitions are made at run time, not described by a model.
+                            "include_object": include_in_comparison,
+                        },
+                    )
                     return list(compare_metadata(ctx, UsageRecord.metadata))
 
                 return await conn.run_sync(compare)
@@ -168,7 +178,8 @@ def test_upgrade_head_creates_the_tables_and_downgrade_base_removes_them(empty_d
     )
     assert (precision[0]["numeric_precision"], precision[0]["numeric_scale"]) == (20, 12)
     defs = _indexes(empty_db, "usage_records")
-    assert "UNIQUE" in defs["usage_records_pkey"] and "(request_id)" in defs["usage_records_pkey"]
+    # Partitioned by month: the unique key holds the partition key (a redelivery repeats both).
+    assert "UNIQUE" in defs["usage_records_pkey"] and "(request_id, started_at)" in defs["usage_records_pkey"]
     assert "(key_id, started_at)" in defs["ix_usage_records_key_id_started_at"]
     assert "(team_id, started_at)" in defs["ix_usage_records_team_id_started_at"]
     assert "(requested_model, started_at)" in defs["ix_usage_records_requested_model_started_at"]
@@ -246,3 +257,80 @@ def test_migration_takes_the_url_from_database_url(postgres_url: str, unique: st
     failed = alembic(missing, "upgrade", "head")
     assert failed.returncode != 0
     assert f"mr_test_acct_absent_{unique}" in failed.stderr
+
+
+def test_0005_partitions_existing_rows_builds_their_rollups_and_gives_them_back(empty_db: str) -> None:
+    """Upgrading a ledger that holds rows moves them into monthly partitions (months made for them) and
+    sums them into both rollups; downgrading to 0003 puts them back in one plain table."""
+    assert alembic(empty_db, "upgrade", "0003").returncode == 0
+    asyncio.run(
+        _query(
+            empty_db,
+            "INSERT INTO usage_records (request_id, key_id, team_id, endpoint, requested_model, provider, status,"
+            " http_status, prompt_tokens, completion_tokens, total_tokens, cached_tokens, cost_usd, stream, attempts,"
+            " latency_ms, started_at, finished_at) VALUES"
+            " ('old', 'key_1', 't', '/v1/x', 'm', 'fake', 'success', 200, 1, 2, 3, 0, 0.5, false, 1, 10.0,"
+            "  '2025-03-15T10:00:00Z', '2025-03-15T10:00:01Z'),"
+            " ('new', 'key_1', NULL, '/v1/x', 'm', NULL, 'error', 502, 0, 0, 0, 0, 0, false, 1, 30.0, now(), now())",
+        )
+    )
+    up = alembic(empty_db, "upgrade", "head")
+    assert up.returncode == 0, up.stderr
+    placed = asyncio.run(_query(empty_db, "SELECT request_id, tableoid::regclass::text AS t FROM usage_records"))
+    assert {r["request_id"]: r["t"] for r in placed}["old"] == "usage_records_p202503"
+    assert "_default" not in {r["request_id"]: r["t"] for r in placed}["new"]
+    daily = asyncio.run(
+        _query(empty_db, "SELECT day::text, team_id, provider, requests, errors FROM usage_daily ORDER BY day")
+    )
+    assert [tuple(r) for r in daily] == [
+        ("2025-03-15", "t", "fake", 1, 0),
+        (daily[1]["day"], "", "", 1, 1),  # today's; no team, no provider: "" in the rollup
+    ]
+    totals = asyncio.run(_query(empty_db, "SELECT sum(requests) AS n, sum(cost_usd) AS c FROM usage_daily_totals"))
+    assert (totals[0]["n"], float(totals[0]["c"])) == (2, 0.5)
+    assert asyncio.run(_query(empty_db, "SELECT extname FROM pg_extension WHERE extname = 'pg_trgm'"))
+
+    down = alembic(empty_db, "downgrade", "0003")
+    assert down.returncode == 0, down.stderr
+    assert sorted(r["request_id"] for r in asyncio.run(_query(empty_db, "SELECT request_id FROM usage_records"))) == [
+        "new",
+        "old",
+    ]
+    for table in ("usage_daily", "usage_daily_totals", "usage_bodies", "usage_records_p202503"):
+        assert asyncio.run(_query(empty_db, f"SELECT to_regclass('{table}') AS t"))[0]["t"] is None
+    assert "store_bodies" not in _columns(empty_db, "api_keys")
+    assert "UNIQUE" in _indexes(empty_db, "usage_records")["usage_records_pkey"]
+    assert "(request_id)" in _indexes(empty_db, "usage_records")["usage_records_pkey"]
+
+
+def test_0005_keeps_an_unknown_cost_unknown_and_sums_what_is_known(empty_db: str) -> None:
+    """A row of unknown price (0004: cost NULL, flagged) crosses into the partitioned table as it is,
+    and the rollups sum the costs that are known (a NULL would break their NOT NULL sums)."""
+    assert alembic(empty_db, "upgrade", "0004").returncode == 0
+    asyncio.run(
+        _query(
+            empty_db,
+            "INSERT INTO usage_records (request_id, key_id, endpoint, requested_model, provider, status,"
+            " http_status, prompt_tokens, completion_tokens, total_tokens, cached_tokens, cost_usd, input_cost_usd,"
+            " output_cost_usd, price_unknown, stream, attempts, latency_ms, started_at, finished_at) VALUES"
+            " ('priced', 'key_1', '/v1/x', 'm', 'p', 'success', 200, 1, 2, 3, 0, 0.25, 0.05, 0.2, false, false,"
+            "  1, 10.0, now(), now()),"
+            " ('unpriced', 'key_1', '/v1/x', 'm', 'p', 'success', 200, 1, 2, 3, 0, NULL, NULL, NULL, true, false,"
+            "  1, 10.0, now(), now())",
+        )
+    )
+    up = alembic(empty_db, "upgrade", "head")
+    assert up.returncode == 0, up.stderr
+    rows = asyncio.run(
+        _query(
+            empty_db,
+            "SELECT request_id, cost_usd, input_cost_usd, output_cost_usd, price_unknown FROM usage_records"
+            " ORDER BY request_id",
+        )
+    )
+    assert [tuple(r) for r in rows] == [
+        ("priced", Decimal("0.25"), Decimal("0.05"), Decimal("0.2"), False),
+        ("unpriced", None, None, None, True),
+    ]
+    daily = asyncio.run(_query(empty_db, "SELECT requests, cost_usd FROM usage_daily"))
+    assert [(r["requests"], r["cost_usd"]) for r in daily] == [(2, Decimal("0.25"))]

@@ -69,9 +69,23 @@ def test_every_field_is_mapped() -> None:
         "ttft_ms": 95.25,
         "started_at": datetime(2025, 10, 9, 8, 53, 20, 123000, tzinfo=UTC),
         "finished_at": datetime(2025, 10, 9, 8, 53, 21, 456000, tzinfo=UTC),
+        "bodies": None,  # the key stores no texts
     }
-    # Every column but the database's own timestamp is filled from the event.
-    assert set(row) == set(UsageRecord.model_fields) - {"recorded_at"}
+    # Every column but the database's own timestamp is filled from the event (the texts, when
+    # stored, travel beside the columns: the store writes them to usage_bodies).
+    assert set(row) == set(UsageRecord.model_fields) - {"recorded_at"} | {"bodies"}
+
+
+def test_stored_texts_travel_beside_the_columns() -> None:
+    row = row_from_event(
+        _event(bodies_stored=True, prompt_text="Hello\x00 there", response_text="", prompt_truncated=True)
+    )
+    assert row["bodies"] == {
+        "prompt_text": "Hello there",
+        "response_text": "",
+        "prompt_truncated": True,
+        "response_truncated": False,
+    }
 
 
 def test_cached_prompt_tokens_are_billed_at_the_cached_price_when_the_deployment_has_one() -> None:

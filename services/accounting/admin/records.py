@@ -67,6 +67,7 @@ def key_json(row: Row) -> dict[str, Any]:
         "expires_at": iso(row["expires_at"]),
         "revoked_at": iso(row["revoked_at"]),
         "metadata": row["metadata"],
+        "store_bodies": row["store_bodies"],
         "display": row["display"],
         "created_at": iso(row["created_at"]),
         "updated_at": iso(row["updated_at"]),
@@ -114,6 +115,8 @@ def key_record(row: Row) -> keys_pb2.KeyRecord:
             for p in row["previous_secrets"]
         ],
         updated_at_ms=unix_ms(row["updated_at"]),
+        # proto3 optional: absent when the key follows the deployment's setting.
+        **({"store_bodies": row["store_bodies"]} if row["store_bodies"] is not None else {}),
     )
 
 

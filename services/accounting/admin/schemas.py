@@ -39,6 +39,8 @@ Budget = Annotated[float, Field(strict=True, ge=0, le=MAX_BUDGET_USD, allow_inf_
 Moment = Annotated[datetime, BeforeValidator(_parse_moment), Field(strict=True)]
 Text = Annotated[str, Field(strict=True, min_length=1, max_length=320)]
 Metadata = Annotated[dict[str, Any], Field(strict=True)]
+# A key's own store_bodies: true or false; null (or absent) follows the deployment's setting.
+StoreBodies = Annotated[bool, Field(strict=True)]
 
 
 class _Body(BaseModel):
@@ -82,6 +84,7 @@ class KeyCreate(TeamCreate):
     role: Literal["client", "ops"] = "client"
     models: list[Annotated[str, Field(strict=True, min_length=1)]] = Field(default_factory=list, max_length=1000)
     expires_at: Moment | None = None
+    store_bodies: StoreBodies | None = None
 
 
 # In a PATCH, null clears a limit, a budget, the team, the owner or the expiry; the fields below
@@ -111,6 +114,7 @@ class KeyPatch(_Patch, _Limits):
     role: Literal["client", "ops"] | None = None
     models: list[Annotated[str, Field(strict=True, min_length=1)]] | None = Field(default=None, max_length=1000)
     expires_at: Moment | None = None
+    store_bodies: StoreBodies | None = None
 
 
 class Rotate(_Body):

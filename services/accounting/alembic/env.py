@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
+from accounting.analytics.partitions import include_in_comparison
 from accounting.models import UsageRecord  # the package registers every table
 from accounting.store import async_database_url
 from common.settings import AccountingSettings, load_settings
@@ -26,13 +27,15 @@ def _url() -> str:
 
 
 def run_migrations_offline() -> None:
-    context.configure(url=_url(), target_metadata=target_metadata, literal_binds=True)
+    context.configure(
+        url=_url(), target_metadata=target_metadata, literal_binds=True, include_object=include_in_comparison
+    )
     with context.begin_transaction():
         context.run_migrations()
 
 
 def _run_sync(connection: Connection) -> None:
-    context.configure(connection=connection, target_metadata=target_metadata)
+    context.configure(connection=connection, target_metadata=target_metadata, include_object=include_in_comparison)
     with context.begin_transaction():
         context.run_migrations()
 

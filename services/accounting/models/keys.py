@@ -83,5 +83,7 @@ class ApiKey(SQLModel, table=True):
     # Rotated-out secrets still accepted: [{"digest": hex, "valid_until_ms": Unix ms}], pruned when
     # the key is next rotated (the gateway checks valid_until_ms itself).
     previous_secrets: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSONB, nullable=False))
+    # Keep this key's prompt and answer texts (true/false); NULL: the deployment's store_bodies decides.
+    store_bodies: bool | None = Field(default=None, nullable=True)
     created_at: datetime | None = _timestamp(nullable=False)
     updated_at: datetime | None = _timestamp(nullable=False)

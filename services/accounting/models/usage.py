@@ -1,4 +1,12 @@
-"""The ``usage_records`` table: one row per finished request, written only by the consumer."""
+"""The ``usage_records`` table: one row per finished request, written only by the consumer.
+
+Partitioned by month of ``started_at`` (``accounting.analytics.partitions`` creates the months and
+drops those past the retention): a query over a time range reads only its months, and retention is
+a DROP TABLE, not a DELETE of millions of rows. A partitioned table's unique key must hold the
+partition key, so the primary key is (request_id, started_at): a redelivered event carries the same
+started_at as its first delivery (both come from the same UsageEvent bytes), so it still conflicts
+and the insert stays exactly-once.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +31,7 @@ class UsageRecord(SQLModel, table=True):
         Index("ix_usage_records_team_id_started_at", "team_id", "started_at"),
         Index("ix_usage_records_requested_model_started_at", "requested_model", "started_at"),
         Index("ix_usage_records_started_at", "started_at"),
+        {"postgresql_partition_by": "RANGE (started_at)"},
     )
 
     request_id: str = Field(primary_key=True, sa_type=String)
@@ -54,7 +63,7 @@ class UsageRecord(SQLModel, table=True):
     attempts: int = Field(sa_type=Integer)
     latency_ms: float = Field(sa_type=Float)
     ttft_ms: float | None = Field(default=None, sa_type=Float, description="NULL when nothing streamed")
-    started_at: datetime = Field(sa_type=DateTime(timezone=True))
+    started_at: datetime = Field(primary_key=True, sa_type=DateTime(timezone=True))
     finished_at: datetime = Field(sa_type=DateTime(timezone=True))
     recorded_at: datetime | None = Field(
         default=None,

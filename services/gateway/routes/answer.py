@@ -13,6 +13,7 @@ from starlette.responses import Response
 
 from common.errors import ModelRouterError, PermissionDeniedError
 from gateway.admission import admission_for
+from gateway.analytics.bodies import BodyCapture
 from gateway.deps import Gateway, read_body
 from gateway.dispatch import Call, Dispatcher
 from gateway.keyring import Principal
@@ -62,6 +63,7 @@ def build_call(
     model: str,
     prompt_class: str = "",
     reserve_output_tokens: int = 0,
+    bodies_cap: int | None = None,
 ) -> Call:
     """``model``: the one to route (the body's, or the default model when it names none)."""
     stream = bool(getattr(parsed, "stream", False))
@@ -79,6 +81,7 @@ def build_call(
         max_tokens=max_output_tokens(parsed, 0),
         team_id=principal.team_id,
         admission=admission_for(principal, request_id, max_output_tokens(parsed, reserve_output_tokens)),
+        bodies=BodyCapture(parsed, bodies_cap) if bodies_cap is not None else None,
     )
 
 
@@ -119,8 +122,19 @@ async def handle(
         reserve_output_tokens=gateway.settings.reserve_output_tokens,
         model=model,
         prompt_class=prompt_class,
+        bodies_cap=bodies_cap(gateway, principal),
     )
     return await answer(request, gateway.dispatcher, call)
+
+
+def bodies_cap(gateway: Gateway, principal: Principal) -> int | None:
+    """The cap of the texts kept with this key's usage rows; None when it keeps none (the key's own
+    ``store_bodies``, else the config's)."""
+    config = gateway.config
+    if config is None:
+        return None
+    store = principal.store_bodies if principal.store_bodies is not None else config.store_bodies
+    return config.store_bodies_max_bytes if store else None
 
 
 async def unless_disconnected(request: Request, work: Coroutine[Any, Any, T]) -> T | None:

@@ -12,6 +12,7 @@ from starlette.routing import Route
 
 from common.errors import ModelRouterError
 from gateway.admission import admission_for
+from gateway.analytics.bodies import BodyCapture
 from gateway.anthropic.errors import error_response
 from gateway.anthropic.request import to_openai_json
 from gateway.anthropic.response import to_anthropic_message
@@ -22,6 +23,7 @@ from gateway.dispatch import Call
 from gateway.prompt_estimate import BYTES_PER_TOKEN
 from gateway.responses import EventStreamResponse, RawJSONResponse
 from gateway.routes.answer import (
+    bodies_cap,
     check_model_allowed,
     headers_of,
     new_request_id,
@@ -72,6 +74,8 @@ async def create_message(request: Request) -> Response:
         include_usage=parsed.stream,  # message_delta reports the usage of a streamed message
         estimated_tokens=len(raw) // BYTES_PER_TOKEN,
     )
+    if (cap := bodies_cap(gateway, principal)) is not None:
+        call.bodies = BodyCapture(parsed, cap)
     try:  # from here on, the dispatcher accounts for the request
         if call.stream:
             encoder = AnthropicStreamEncoder(message_id=request_id, model=parsed.model)
