@@ -238,7 +238,8 @@ def error_for_upstream_status(status: int) -> type[UpstreamError]:
         return UpstreamTimeoutError
     if status in (503, 529):  # 529: Anthropic's "overloaded"
         return UpstreamUnavailableError
-    if status >= 500:
+    # 402: the deployment's account has no credit left; another deployment (another account) may serve.
+    if status >= 500 or status == 402:
         return UpstreamError
     if status in (400, 404, 409, 413, 422):
         return UpstreamBadRequestError

@@ -79,7 +79,7 @@ def test_a_failure_that_blames_the_deployment_is_reported_with_its_retry_after(t
     assert router.reports == [(target.deployment_id, False, 429, 7, {"error_code": "rate_limit_exceeded"})]
 
 
-def test_a_quota_that_is_gone_is_reported_even_though_not_retryable() -> None:
+def test_a_quota_that_is_gone_is_reported() -> None:
     router = Router()
     for error in (
         error_for_upstream_status(402)("no credit", upstream_status=402),
