@@ -324,22 +324,25 @@ def _priced(config: ModelRouterConfig) -> ModelRouterConfig:
     unpriced = [i for i, dep in enumerate(config.deployments) if "price" not in dep.model_fields_set]
     if not unpriced:
         return config
-    prices = load_price_list()
     deployments = list(config.deployments)
     for i in unpriced:
         dep = deployments[i]
-        listed = prices.find(config.providers[dep.provider].price_list or dep.provider, dep.upstream_model or dep.model)
-        price = (
-            Price(
-                prompt_per_1k=listed.prompt_per_1k,
-                completion_per_1k=listed.completion_per_1k,
-                cached_prompt_per_1k=listed.cached_prompt_per_1k,
-            )
-            if listed is not None
-            else Price(unknown=True)
-        )
+        price = list_price(dep.provider, config.providers[dep.provider], dep.upstream_model or dep.model)
         deployments[i] = dep.model_copy(update={"price": price})
     return config.model_copy(update={"deployments": deployments})
+
+
+def list_price(provider_name: str, provider: ProviderConfig, upstream_model: str) -> Price:
+    """The price list's price of ``upstream_model`` at the provider (its ``price_list`` or its name),
+    or an unknown price when the list does not have it: never zero for lack of a figure."""
+    listed = load_price_list().find(provider.price_list or provider_name, upstream_model)
+    if listed is None:
+        return Price(unknown=True)
+    return Price(
+        prompt_per_1k=listed.prompt_per_1k,
+        completion_per_1k=listed.completion_per_1k,
+        cached_prompt_per_1k=listed.cached_prompt_per_1k,
+    )
 
 
 def load_config(path: str | None = None) -> ModelRouterConfig:

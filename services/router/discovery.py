@@ -15,8 +15,8 @@ Each listed model becomes a deployment of the provider:
 - a public name the config already gives a deployment of this provider is left to that deployment,
   which carries the limits the operator wrote; the listing only adds what the config does not say;
 - the price of the config's deployment of this provider with the same upstream model (the shipped
-  ``cerebras/llama3.1-8b`` prices the listed ``llama3.1-8b``); otherwise none, since a listing says
-  no price: such a model is billed at zero unless the config lists it with its price.
+  ``cerebras/llama3.1-8b`` prices the listed ``llama3.1-8b``); otherwise the price list's
+  (``common.config.list_price``), else an unknown price: null cost, flagged, never billed as free.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from common.config import (
     ModelRouterConfig,
     Price,
     ProviderConfig,
+    list_price,
 )
 from router.listing_formats import LISTING_FORMATS, ListingFormat
 from router.remote_catalog import CatalogFetchError, CatalogFormatError, CatalogModels
@@ -75,7 +76,7 @@ def discovered_models(
                 provider=provider_name,
                 upstream_model=upstream,
                 priority=discovery.priority,
-                price=prices.get(upstream, Price()),
+                price=prices.get(upstream) or list_price(provider_name, provider, upstream),
             )
             deployments.append((deployment, provider))
     return CatalogModels(tuple(deployments), ())

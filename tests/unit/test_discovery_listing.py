@@ -60,6 +60,24 @@ def test_an_openai_listing_becomes_deployments_except_what_the_config_serves() -
     ]
     assert models.deployments[0][0].price.completion_per_1k == 1.5
     assert models.deployments[0][1].adapter == "openai"
+    # No price in the config, none in the price list under "oai": unknown (null cost), never free.
+    assert models.deployments[1][0].price.unknown
+
+
+def test_a_discovered_model_the_price_list_knows_takes_its_price() -> None:
+    config = parse_config(
+        """
+providers:
+  oai: {adapter: openai, base_url: "http://up.example/v1/", price_list: openai, discover: true}
+"""
+    )
+    oai = DiscoveryListing("oai", config.providers["oai"], config)
+    models = oai.models_of(orjson.dumps(openai_listing(["gpt-4o-mini", "no-such-model-anywhere"])))
+    prices = {d.model: d.price for d, _ in models.deployments}
+    listed = prices["gpt-4o-mini"]
+    assert (listed.prompt_per_1k, listed.completion_per_1k, listed.unknown) == (0.00015, 0.0006, False)
+    assert listed.cached_prompt_per_1k == 0.000075
+    assert prices["no-such-model-anywhere"].unknown
 
 
 def test_an_ollama_listing_serves_the_bare_name_of_the_default_tag() -> None:
