@@ -115,7 +115,10 @@ async def test_stream_is_relayed_as_it_arrives(adapter: ProviderAdapter, upstrea
     stream = adapter.stream(make_call(question(stream=True), stream=True))
     try:
         first = [await anext(stream) for _ in range(3)]
-        assert upstream.holding, "chunks must reach the caller while the upstream is still sending"
+        # The upstream holds the rest until released: these reached the caller while it was still
+        # sending. (It flags that it holds from its own thread once its writes are out, which can
+        # come after the caller read them: wait for the flag rather than read it at once.)
+        await upstream.wait_until(lambda u: u.holding)
         upstream.release()
         rest = await collect(stream)
     finally:

@@ -143,7 +143,8 @@ async def test_chunks_are_relayed_as_the_upstream_sends_them(
     async with inbox(client, worker.jobs_subject) as box:
         await box.send(openai_job(openai_wire, stream=True))
         early = [await box.next() for _ in range(3)]  # 3 chunks while the upstream holds
-        assert openai_wire.holding
+        # (it flags holding from its own thread, possibly after these arrived: wait for the flag)
+        await openai_wire.wait_until(lambda u: u.holding)
         openai_wire.release()
         rest = await box.until_result()
 
