@@ -15,7 +15,7 @@ the functions the NATS responder calls, on an asyncpg engine), ``--repeat`` time
 gateway (a fraction of a millisecond each; see ``bench.hops``).
 
 ``--insert-rate``: accounting's store inserting ``--batches`` batches of 64 events, one transaction
-each as the consumer does, into a fresh database at revision 0003 (the plain table, the old
+each as the consumer does, into a fresh database at revision 0004 (the plain table, the old
 statement) and at head (partitioned, rollup upsert in the same transaction, one event in ten with
 texts); events per second, best of ``--rounds``.
 

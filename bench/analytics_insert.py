@@ -41,7 +41,9 @@ def _events(n: int, offset: int, texts: float) -> list[dict[str, Any]]:
             "completion_tokens": c,
             "total_tokens": p + c,
             "cached_tokens": 0,
-            "cost_usd": Decimal(str(round((p * m[2] + c * m[3]) / 1000, 12))),
+            "input_cost_usd": Decimal(str(round(p * m[2] / 1000, 12))),
+            "output_cost_usd": Decimal(str(round(c * m[3] / 1000, 12))),
+            "price_unknown": False,
             "stream": False,
             "attempts": 1,
             "latency_ms": rng.uniform(100, 2000),
@@ -49,6 +51,7 @@ def _events(n: int, offset: int, texts: float) -> list[dict[str, Any]]:
             "started_at": now,
             "finished_at": now,
         }
+        row["cost_usd"] = row["input_cost_usd"] + row["output_cost_usd"]  # as the ledger's rows add up
         texts_of = {
             "prompt_text": f"hello {rng.random()} " * 8,  # texts differ, as real ones do, for the trigram index
             "response_text": "hi " * 40,
@@ -61,7 +64,7 @@ def _events(n: int, offset: int, texts: float) -> list[dict[str, Any]]:
 
 
 async def _old_insert(engine: AsyncEngine, rows: list[dict[str, Any]]) -> None:
-    """What accounting's store did before the analytics schema (0003): one INSERT … ON CONFLICT
+    """What accounting's store did before the analytics schema (0004): one INSERT … ON CONFLICT
     (request_id) DO NOTHING per batch, in one transaction."""
     async with engine.begin() as conn:
         await conn.execute(insert(UsageRecord).on_conflict_do_nothing(index_elements=["request_id"]), rows)
@@ -69,7 +72,7 @@ async def _old_insert(engine: AsyncEngine, rows: list[dict[str, Any]]) -> None:
 
 VARIANTS = (
     # (label, revision, share of events with texts)
-    ("0003: one table, no rollup (before)", "0003", 0.0),
+    ("0004: one table, no rollup (before)", "0004", 0.0),
     ("head: partitioned + rollups, no texts", "head", 0.0),
     ("head: partitioned + rollups, 1 in 10 with texts", "head", 0.1),
 )
