@@ -13,7 +13,6 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
-from dataclasses import dataclass, field
 from typing import Any
 
 from nats.aio.client import Client as NATS
@@ -31,8 +30,8 @@ from common.messaging import producer_span
 from common.route_metadata import RouteMetadata, explain
 from gateway import attempt_outcome, ratelimit_headers, sse
 from gateway.admission import settlement_of
-from gateway.analytics.bodies import BodyCapture
 from gateway.attempt import Attempt, error_from_reply
+from gateway.call import Call
 from gateway.job_bodies import JobBodies
 from gateway.ledger import Ledger
 from gateway.metrics import GatewayMetrics
@@ -48,37 +47,6 @@ log = logging.getLogger(__name__)
 RESULT_MARGIN_S = 5.0
 # After a client disconnects, how long to wait for the worker's partial usage.
 CANCEL_USAGE_WAIT_S = 2.0
-
-
-@dataclass(slots=True)
-class Call:
-    """One client request, as the dispatcher sees it."""
-
-    request_id: str
-    key_id: str
-    endpoint: str
-    operation: events_pb2.Operation
-    model: str
-    body: bytes
-    stream: bool = False
-    include_usage: bool = False
-    estimated_tokens: int = 0
-    max_tokens: int = 0  # the request's own output cap (0: none), for the router's context-window fit
-    team_id: str = ""
-    prompt_class: str = ""  # for model "auto": the classifier's class of the prompt
-    # The key's and team's limits for the router (None: an ungoverned key), and once routed the
-    # x-ratelimit-* headers of the answer.
-    admission: router_pb2.Admission | None = None
-    limit_headers: dict[str, str] = field(default_factory=dict)
-    # Once an attempt answered: why its deployment was chosen and at what price (the answer's
-    # x-modelrouter-* headers), and for a whole answer the usage it reported (its cost header).
-    route: RouteMetadata | None = None
-    price: router_pb2.Price | None = None
-    usage: events_pb2.Usage | None = None
-    # Set when the key stores bodies: what the usage event's texts are taken from.
-    bodies: BodyCapture | None = None
-    started: float = field(default_factory=time.perf_counter)
-    started_unix_ms: int = field(default_factory=lambda: time.time_ns() // 1_000_000)
 
 
 async def _prepend(head: bytes, rest: AsyncGenerator[bytes, None]) -> AsyncIterator[bytes]:

@@ -12,7 +12,7 @@ from modelrouter.events.v1 import events_pb2
 from modelrouter.router.v1 import router_pb2
 
 if TYPE_CHECKING:
-    from gateway.dispatch import Call
+    from gateway.call import Call
 
 
 @dataclass(slots=True)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from common.pricing import Cost, InvalidPriceError, request_cost, usd_json
 
 if TYPE_CHECKING:
-    from gateway.dispatch import Call
+    from gateway.call import Call
 
 COST_HEADER = "x-modelrouter-cost-usd"
 

@@ -14,7 +14,8 @@ import pytest
 from nats.aio.client import Client as NATS
 
 from common.messaging import connect_nats
-from gateway.dispatch import Call, Dispatcher
+from gateway.call import Call
+from gateway.dispatch import Dispatcher
 from gateway.job_bodies import JobBodies
 from gateway.replies import ReplyHub
 from modelrouter.events.v1 import events_pb2

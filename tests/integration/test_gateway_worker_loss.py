@@ -25,7 +25,8 @@ from nats.errors import ConnectionClosedError
 from common import subjects
 from common.errors import ModelRouterError, WorkerLostError
 from common.token_estimate import estimate_tokens
-from gateway.dispatch import Call, Dispatcher
+from gateway.call import Call
+from gateway.dispatch import Dispatcher
 from gateway.job_bodies import JobBodies
 from gateway.replies import ReplyHub
 from modelrouter.events.v1 import events_pb2

@@ -13,8 +13,8 @@ from common.errors import ModelRouterError
 from common.settings import GatewaySettings
 from gateway import sse
 from gateway.app import create_app
+from gateway.call import Call
 from gateway.deps import Gateway
-from gateway.dispatch import Call
 from gateway.keyring import Keyring, redact
 
 KEY = "sk-test-0123456789"

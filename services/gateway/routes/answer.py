@@ -14,8 +14,9 @@ from starlette.responses import Response
 from common.errors import ModelRouterError, PermissionDeniedError
 from gateway.admission import admission_for
 from gateway.analytics.bodies import BodyCapture
+from gateway.call import Call
 from gateway.deps import Gateway, read_body
-from gateway.dispatch import Call, Dispatcher
+from gateway.dispatch import Dispatcher
 from gateway.keyring import Principal
 from gateway.prompt_estimate import estimate_prompt_tokens
 from gateway.responses import EventStreamResponse, HangUpWatch, RawJSONResponse

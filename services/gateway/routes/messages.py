@@ -18,8 +18,8 @@ from gateway.anthropic.request import to_openai_json
 from gateway.anthropic.response import to_anthropic_message
 from gateway.anthropic.schemas import parse_request
 from gateway.anthropic.stream import AnthropicStreamEncoder
+from gateway.call import Call
 from gateway.deps import gateway_of, read_body
-from gateway.dispatch import Call
 from gateway.prompt_estimate import BYTES_PER_TOKEN
 from gateway.responses import EventStreamResponse, RawJSONResponse
 from gateway.routes.answer import (
