@@ -17,6 +17,7 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry
 
 from common.errors import ModelRouterError, UpstreamError
+from gateway.admission import billed
 from gateway.metrics import GatewayMetrics
 from gateway.router_client import KeyRateLimitError
 from modelrouter.events.v1 import events_pb2
@@ -60,7 +61,7 @@ def main(number: int) -> None:
 
         def record(e: events_pb2.UsageEvent = e, error: ModelRouterError | None = error) -> None:
             metrics.started()
-            metrics.finished(e, error)
+            metrics.finished(e, error, billed(e))  # the cost as _account computes it, once
             if error is upstream:
                 metrics.upstream_error("openai", upstream)
 

@@ -8,7 +8,7 @@ accounting bills it (``common.pricing``, the same function)."""
 
 from __future__ import annotations
 
-from common.pricing import InvalidPriceError, request_cost, to_nano_usd
+from common.pricing import Cost, InvalidPriceError, request_cost, to_nano_usd
 from gateway.keyring import Principal
 from modelrouter.events.v1 import events_pb2
 from modelrouter.router.v1 import router_pb2
@@ -35,19 +35,25 @@ def admission_for(principal: Principal, request_id: str, max_output_tokens: int)
     return admission
 
 
-def settlement_of(event: events_pb2.UsageEvent) -> router_pb2.Settlement:
-    """From the request's usage event: what it used is exactly what it is billed for."""
-    usage, price = event.usage, event.price
+def billed(event: events_pb2.UsageEvent) -> Cost | None:
+    """What the request is billed, from its usage event, as accounting stores it (None: its price is
+    unknown, or one accounting refuses). Computed once per request, for its settlement and metrics."""
+    usage = event.usage
     try:
-        billed = request_cost(usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens, price)
+        return request_cost(usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens, event.price)
     except InvalidPriceError:
-        billed = None
-    # An unknown price bills nothing against a budget (its row says "unknown", not 0).
-    cost = to_nano_usd(billed.total) if billed is not None else 0
+        return None
+
+
+def settlement_of(event: events_pb2.UsageEvent, cost: Cost | None) -> router_pb2.Settlement:
+    """From the request's usage event and its ``billed`` cost: what it used is exactly what it is
+    billed for."""
+    usage = event.usage
     return router_pb2.Settlement(
         request_id=event.request_id,
         key_id=event.key_id,
         team_id=event.team_id,
         used_tokens=usage.prompt_tokens + usage.completion_tokens,
-        cost_nano_usd=cost,
+        # An unknown price bills nothing against a budget (its row says "unknown", not 0).
+        cost_nano_usd=to_nano_usd(cost.total) if cost is not None else 0,
     )

@@ -29,7 +29,7 @@ from common.errors import (
 from common.messaging import producer_span
 from common.route_metadata import RouteMetadata, explain
 from gateway import attempt_outcome, ratelimit_headers, sse
-from gateway.admission import settlement_of
+from gateway.admission import billed, settlement_of
 from gateway.attempt import Attempt, error_from_reply
 from gateway.call import Call
 from gateway.job_bodies import JobBodies
@@ -360,10 +360,11 @@ class Dispatcher:
             call.bodies.fill(event)
         # A governed request some Route admitted (it has a target) holds a reservation: give back
         # what it did not use.
+        cost = billed(event)  # once: the settlement and the metrics count the figure accounting stores
         if call.admission is not None and ledger.target is not None:
-            self._router.settle(settlement_of(event))
+            self._router.settle(settlement_of(event, cost))
         self._usage.publish(event, ledger.worker_span or None)
-        self.metrics.finished(event, ledger.error)
+        self.metrics.finished(event, ledger.error, cost)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.ensure_future(coro)

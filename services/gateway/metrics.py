@@ -27,7 +27,7 @@ from common.errors import (
     RateLimitError,
 )
 from common.metrics import LATENCY_BUCKETS, error_kind
-from common.pricing import InvalidPriceError, cost_usd
+from common.pricing import Cost
 from gateway.router_client import KeyRateLimitError
 from modelrouter.events.v1 import events_pb2
 
@@ -144,8 +144,9 @@ class GatewayMetrics:
     def started(self) -> None:
         self.in_flight += 1
 
-    def finished(self, event: events_pb2.UsageEvent, error: ModelRouterError | None) -> None:
-        """Record a request that ``started``, from its usage event (once: it is accounted once)."""
+    def finished(self, event: events_pb2.UsageEvent, error: ModelRouterError | None, cost: Cost | None) -> None:
+        """Record a request that ``started``, from its usage event and what it is billed
+        (``admission.billed``; once: it is accounted once)."""
         self.in_flight -= 1
         reason = refusal_reason(error)
         if reason is not None:
@@ -167,13 +168,9 @@ class GatewayMetrics:
             series.completion_tokens.inc(completion)
             usage.prompt_tokens += prompt
             usage.completion_tokens += completion
-            try:
-                cost = cost_usd(prompt, completion, event.price.prompt_per_1k, event.price.completion_per_1k)
-            except InvalidPriceError:  # the config refuses such prices; the ledger records none either
-                return
-            if cost:
-                series.cost.inc(float(cost))
-                usage.cost_usd += cost
+            if cost is not None and cost.total:  # None: a price unknown, or refused (the ledger's NULL)
+                series.cost.inc(float(cost.total))
+                usage.cost_usd += cost.total
 
     def upstream_error(self, provider: str, error: ModelRouterError) -> None:
         """One failed attempt on ``provider`` (retried or not)."""

@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from accounting.metrics import AccountingMetrics
 from common.errors import RateLimitError, UpstreamError
+from gateway.admission import billed
 from gateway.metrics import GatewayMetrics
 from gateway.router_client import KeyRateLimitError
 from modelrouter.events.v1 import events_pb2
@@ -43,18 +44,16 @@ def exposed() -> dict[str, set[str]]:
     registry = CollectorRegistry()
     gateway = GatewayMetrics(registry)
     gateway.started()
-    gateway.finished(
-        events_pb2.UsageEvent(
-            requested_model="m",
-            provider="p",
-            http_status=429,
-            latency_ms=1,
-            ttft_ms=1,
-            usage=events_pb2.Usage(prompt_tokens=1, completion_tokens=1),
-            price=router_pb2.Price(prompt_per_1k=1, completion_per_1k=1),
-        ),
-        KeyRateLimitError("limit"),
+    refused = events_pb2.UsageEvent(
+        requested_model="m",
+        provider="p",
+        http_status=429,
+        latency_ms=1,
+        ttft_ms=1,
+        usage=events_pb2.Usage(prompt_tokens=1, completion_tokens=1),
+        price=router_pb2.Price(prompt_per_1k=1, completion_per_1k=1),
     )
+    gateway.finished(refused, KeyRateLimitError("limit"), billed(refused))
     gateway.upstream_error("p", UpstreamError("boom"))
     router = RouterMetrics(registry)
 

@@ -24,6 +24,7 @@ from common.errors import (
 )
 from common.metrics import exposition
 from common.pricing import cost_usd
+from gateway.admission import billed
 from gateway.metrics import REFUSAL_REASONS, GatewayMetrics, refusal_reason
 from gateway.router_client import KeyRateLimitError
 from modelrouter.events.v1 import events_pb2
@@ -71,7 +72,7 @@ def event(
 
 def record(metrics: GatewayMetrics, e: events_pb2.UsageEvent, error: ModelRouterError | None = None) -> None:
     metrics.started()
-    metrics.finished(e, error)
+    metrics.finished(e, error, billed(e))
 
 
 @pytest.fixture
@@ -165,7 +166,7 @@ def test_in_flight_counts_requests_started_and_not_finished(metrics: GatewayMetr
     metrics.started()
     metrics.started()
     assert value(metrics, "modelrouter_gateway_requests_in_flight") == 2
-    metrics.finished(event(), None)
+    metrics.finished(event(), None, billed(event()))
     assert value(metrics, "modelrouter_gateway_requests_in_flight") == 1
 
 

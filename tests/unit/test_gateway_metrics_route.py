@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
 from common.settings import GatewaySettings
+from gateway.admission import billed
 from gateway.app import create_app
 from gateway.deps import Gateway
 from gateway.keyring import Keyring, digest
@@ -51,17 +52,15 @@ def client_for(app: Any) -> httpx.AsyncClient:
 
 
 def served(metrics: GatewayMetrics) -> None:
-    metrics.started()
-    metrics.finished(
-        events_pb2.UsageEvent(
-            requested_model="demo",
-            provider="fake",
-            http_status=200,
-            latency_ms=12,
-            usage=events_pb2.Usage(prompt_tokens=5, completion_tokens=3),
-        ),
-        None,
+    event = events_pb2.UsageEvent(
+        requested_model="demo",
+        provider="fake",
+        http_status=200,
+        latency_ms=12,
+        usage=events_pb2.Usage(prompt_tokens=5, completion_tokens=3),
     )
+    metrics.started()
+    metrics.finished(event, None, billed(event))
 
 
 def requests_of(text: str) -> float:
