@@ -20,6 +20,7 @@ from sqlalchemy import ARRAY, Table, TextClause, bindparam, text
 from sqlalchemy.types import TypeEngine
 
 from accounting.models import UsageBody, UsageDaily, UsageDailyTotal, UsageRecord
+from accounting.models.analytics import DailySums
 
 USAGE: Table = UsageRecord.__table__  # type: ignore[attr-defined]
 DAILY: Table = UsageDaily.__table__  # type: ignore[attr-defined]
@@ -28,17 +29,8 @@ BODIES_TABLE: Table = UsageBody.__table__  # type: ignore[attr-defined]
 # The columns a usage row dict fills (recorded_at is the database's own).
 COLUMNS = [c.name for c in USAGE.columns if c.name != "recorded_at"]
 BODY_COLUMNS = ["prompt_text", "response_text", "prompt_truncated", "response_truncated"]
-SUMS = (
-    "requests",
-    "successes",
-    "errors",
-    "cancelled",
-    "prompt_tokens",
-    "completion_tokens",
-    "total_tokens",
-    "cost_usd",
-    "latency_ms_sum",
-)
+# Both rollups' sum columns, in the order _SUMMED computes them.
+SUMS = tuple(DailySums.model_fields)
 _SUMMED = (
     "count(*), count(*) FILTER (WHERE status = 'success'), count(*) FILTER (WHERE status = 'error'),"
     " count(*) FILTER (WHERE status = 'cancelled'), sum(prompt_tokens), sum(completion_tokens),"

@@ -29,7 +29,21 @@ NO_PROVIDER = ""
 ROLLUP_FILLFACTOR = 50
 
 
-class UsageDaily(SQLModel, table=True):
+class DailySums(SQLModel):
+    """What both rollups sum per row (``analytics.rollup``): one day's requests of one group."""
+
+    requests: int = Field(sa_type=BigInteger)
+    successes: int = Field(sa_type=BigInteger)
+    errors: int = Field(sa_type=BigInteger)
+    cancelled: int = Field(sa_type=BigInteger)
+    prompt_tokens: int = Field(sa_type=BigInteger)
+    completion_tokens: int = Field(sa_type=BigInteger)
+    total_tokens: int = Field(sa_type=BigInteger)
+    cost_usd: Decimal = Field(sa_type=Numeric(COST_PRECISION, COST_SCALE))
+    latency_ms_sum: float = Field(sa_type=Float)
+
+
+class UsageDaily(DailySums, table=True):
     __tablename__ = "usage_daily"
     __table_args__ = (
         # The key (key_id, day, ...) serves a key's days; this, a team's.
@@ -44,18 +58,9 @@ class UsageDaily(SQLModel, table=True):
     team_id: str = Field(primary_key=True, sa_type=String)
     model: str = Field(primary_key=True, sa_type=String)
     provider: str = Field(primary_key=True, sa_type=String)
-    requests: int = Field(sa_type=BigInteger)
-    successes: int = Field(sa_type=BigInteger)
-    errors: int = Field(sa_type=BigInteger)
-    cancelled: int = Field(sa_type=BigInteger)
-    prompt_tokens: int = Field(sa_type=BigInteger)
-    completion_tokens: int = Field(sa_type=BigInteger)
-    total_tokens: int = Field(sa_type=BigInteger)
-    cost_usd: Decimal = Field(sa_type=Numeric(COST_PRECISION, COST_SCALE))
-    latency_ms_sum: float = Field(sa_type=Float)
 
 
-class UsageDailyTotal(SQLModel, table=True):
+class UsageDailyTotal(DailySums, table=True):
     """``usage_daily`` summed over keys and teams: what the master key's unfiltered questions read (a
     day has a row per model and provider, so a year is a few thousand rows, whatever the keys)."""
 
@@ -65,15 +70,6 @@ class UsageDailyTotal(SQLModel, table=True):
     day: date = Field(primary_key=True, sa_type=Date)
     model: str = Field(primary_key=True, sa_type=String)
     provider: str = Field(primary_key=True, sa_type=String)
-    requests: int = Field(sa_type=BigInteger)
-    successes: int = Field(sa_type=BigInteger)
-    errors: int = Field(sa_type=BigInteger)
-    cancelled: int = Field(sa_type=BigInteger)
-    prompt_tokens: int = Field(sa_type=BigInteger)
-    completion_tokens: int = Field(sa_type=BigInteger)
-    total_tokens: int = Field(sa_type=BigInteger)
-    cost_usd: Decimal = Field(sa_type=Numeric(COST_PRECISION, COST_SCALE))
-    latency_ms_sum: float = Field(sa_type=Float)
 
 
 class UsageBody(SQLModel, table=True):
