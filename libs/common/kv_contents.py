@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 
-from nats.js.kv import KeyValue
+from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 
 async def current_entries(kv: KeyValue, watcher: KeyValue.KeyWatcher, timeout_s: float) -> list[KeyValue.Entry]:
@@ -30,3 +30,15 @@ async def current_entries(kv: KeyValue, watcher: KeyValue.KeyWatcher, timeout_s:
             entries.append(entry)
             if entry.delta == 0:
                 return entries
+
+
+async def current_keys(kv: KeyValue, timeout_s: float) -> set[str]:
+    """The names of the live entries ``kv`` holds now. (nats-py's own ``kv.keys()`` stops at its
+    marker, so it can miss entries, and raises instead of answering an empty set.)"""
+    watcher = await kv.watchall(meta_only=True)
+    try:
+        entries = await current_entries(kv, watcher, timeout_s)
+    finally:
+        await watcher.stop()
+    # A watcher delivers each key's latest entry once: a deletion marker means the key is gone.
+    return {entry.key for entry in entries if entry.operation not in (KV_DEL, KV_PURGE)}

@@ -14,9 +14,9 @@ import asyncpg
 import nats
 import orjson
 import pytest
-from nats.js.errors import NoKeysError
 
 from common import subjects
+from common.kv_contents import current_keys
 from modelrouter.keys.v1 import keys_pb2
 from tests.integration.test_accounting_service import (
     PrivateNats,
@@ -76,10 +76,7 @@ async def test_start_fills_a_new_bucket_and_no_secret_reaches_the_log(
             kv = await nc.jetstream().key_value(subjects.KEYS_BUCKET)
 
             async def synced() -> bool:
-                try:
-                    return f"key.{preexisting}" in await kv.keys()
-                except NoKeysError:
-                    return False
+                return f"key.{preexisting}" in await current_keys(kv, 10)
 
             await wait_until(synced, timeout=10, what="the start-up sync")
             assert keys_pb2.KeyRecord.FromString((await kv.get(f"key.{preexisting}")).value).name == "from before"

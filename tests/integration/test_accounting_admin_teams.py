@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from common.kv_contents import current_keys
 from tests.integration.accounting_admin import AdminClient, admin
 
 pytestmark = pytest.mark.integration
@@ -70,7 +71,7 @@ async def test_delete_is_refused_while_keys_are_active_then_detaches_revoked_one
     assert status == 404 and answer["error"]["code"] == "team_not_found"
     assert (await admin.ok("GET", f"/admin/keys/{key['id']}"))["team_id"] is None
     assert (await admin.key_record(key["id"])).team_id == ""
-    assert f"team.{team['id']}" not in await admin.kv.keys()
+    assert f"team.{team['id']}" not in await current_keys(admin.kv, 10)
 
 
 async def test_a_key_moves_between_teams(admin: AdminClient) -> None:

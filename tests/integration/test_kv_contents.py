@@ -12,7 +12,7 @@ from nats.aio.client import Client as NATS
 from nats.js.api import KeyValueConfig
 from nats.js.kv import KV_DEL, KeyValue
 
-from common.kv_contents import current_entries
+from common.kv_contents import current_entries, current_keys
 
 pytestmark = pytest.mark.integration
 
@@ -53,6 +53,17 @@ async def test_every_entry_of_a_large_bucket_is_read_with_deletions(kv: KeyValue
         live = {e.key: e.value for e in entries if e.operation != KV_DEL}
         assert len(live) == 499 and "k.7" not in live and live["k.499"] == b"499"
         assert [e.key for e in entries if e.operation == KV_DEL] == ["k.7"]
+
+
+async def test_current_keys_are_the_live_names_and_an_empty_set_for_an_empty_bucket(kv: KeyValue) -> None:
+    assert await current_keys(kv, 5) == set()  # nats-py's kv.keys() raises NoKeysError here
+    await asyncio.gather(*(kv.put(f"k.{i}", b"v") for i in range(300)))
+    await kv.delete("k.3")
+    await kv.purge("k.4")
+    assert await current_keys(kv, 10) == {f"k.{i}" for i in range(300)} - {"k.3", "k.4"}
+    await kv.delete("k.5")
+    await kv.put("k.3", b"back")
+    assert await current_keys(kv, 10) == {f"k.{i}" for i in range(300)} - {"k.4", "k.5"}
 
 
 class _EarlyMarkerWatcher:
