@@ -4,7 +4,8 @@ three never disagree).
 
 Prices travel as protobuf doubles (USD per 1,000 tokens). Each is read back through its shortest
 round-tripping text (``repr``), so a configured ``0.0015`` is the decimal 0.0015 and not the
-binary double's 0.00150000000000000003...; from there every step is decimal arithmetic.
+binary double's 0.00150000000000000003...; from there every step is exact (the prices' decimal
+fractions, computed in integers), and each side is rounded once, half-even, to the column's scale.
 """
 
 from __future__ import annotations
@@ -12,15 +13,13 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from decimal import ROUND_HALF_EVEN, Context, Decimal
+from decimal import Context, Decimal
 from typing import Protocol
 
 # USD; 12 decimal places keep per-token prices of the cheapest models exact.
 COST_PRECISION, COST_SCALE = 20, 12
-_QUANTUM = Decimal(1).scaleb(-COST_SCALE)
-_THOUSAND = Decimal(1000)
-# Wide enough that no product of a uint32 token count and a sane price is rounded before the
-# final quantize; out-of-range totals are left for the column's own bound to reject.
+# Wide enough that no cost a uint32 token count and a sane price make is rounded when it becomes a
+# Decimal; out-of-range totals are left for the column's own bound to reject.
 _CONTEXT = Context(prec=COST_PRECISION + 40)
 
 
@@ -56,14 +55,6 @@ class Cost:
     total: Decimal
 
 
-def _per_1k(tokens: int, usd_per_1k: float) -> Decimal:
-    return _CONTEXT.multiply(Decimal(tokens), price_to_decimal(usd_per_1k))
-
-
-def _quantized(amount_times_1k: Decimal) -> Decimal:
-    return _CONTEXT.divide(amount_times_1k, _THOUSAND).quantize(_QUANTUM, rounding=ROUND_HALF_EVEN, context=_CONTEXT)
-
-
 def cost_breakdown(
     prompt_tokens: int,
     completion_tokens: int,
@@ -77,14 +68,25 @@ def cost_breakdown(
 
     ``cached_tokens`` are part of ``prompt_tokens`` (as OpenAI counts them); with a cached price they
     are billed at it, without one at the prompt price.
+
+    Computed in integers (units of the column's last place, from each price's exact fraction), since
+    every request is priced by the worker, the gateway and accounting; the result is the decimal
+    arithmetic's to the digit (``tests/unit/test_accounting_pricing.py`` checks it against that).
     """
     cached = min(cached_tokens, prompt_tokens) if cached_prompt_per_1k is not None else 0
-    prompt = _per_1k(prompt_tokens - cached, prompt_per_1k)
     if cached:
-        prompt = _CONTEXT.add(prompt, _per_1k(cached, cached_prompt_per_1k or 0.0))
-    input_usd = _quantized(prompt)
-    output_usd = _quantized(_per_1k(completion_tokens, completion_per_1k))
-    return Cost(input_usd, output_usd, input_usd + output_usd)
+        n1, d1 = _price_ratio(prompt_per_1k)
+        n2, d2 = _price_ratio(cached_prompt_per_1k or 0.0)
+        input_units = _rounded(((prompt_tokens - cached) * n1 * d2 + cached * n2 * d1) * _SCALE, d1 * d2 * 1000)
+    else:
+        input_units = _units(prompt_tokens, prompt_per_1k)
+    output_units = _units(completion_tokens, completion_per_1k)
+    return Cost(_usd(input_units), _usd(output_units), _usd(input_units + output_units))
+
+
+def _usd(units: int) -> Decimal:
+    """``units`` of 1e-12 USD as the Decimal the column stores (exponent -12)."""
+    return Decimal(units).scaleb(-COST_SCALE, _CONTEXT)
 
 
 def request_cost(prompt_tokens: int, completion_tokens: int, cached_tokens: int, price: PriceLike) -> Cost | None:
@@ -137,10 +139,15 @@ def max_cost_nano_usd(
 
 
 def _units(tokens: int, usd_per_1k: float) -> int:
-    """One side of ``cost_breakdown`` in units of 1e-12 USD (its scale), rounded half-even as it is."""
+    """One side of ``cost_breakdown`` in units of 1e-12 USD (its scale), rounded half-even."""
     numerator, denominator = _price_ratio(usd_per_1k)
-    units, rest = divmod(tokens * numerator * _SCALE, denominator * 1000)
-    if 2 * rest > denominator * 1000 or (2 * rest == denominator * 1000 and units % 2):
+    return _rounded(tokens * numerator * _SCALE, denominator * 1000)
+
+
+def _rounded(numerator: int, denominator: int) -> int:
+    """``numerator / denominator`` rounded half-even to an integer."""
+    units, rest = divmod(numerator, denominator)
+    if 2 * rest > denominator or (2 * rest == denominator and units % 2):
         units += 1
     return units
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from common.pricing import Cost, InvalidPriceError, request_cost
 from common.route_metadata import RouteMetadata
 from gateway.analytics.bodies import BodyCapture
 from modelrouter.events.v1 import events_pb2
@@ -38,7 +39,23 @@ class Call:
     route: RouteMetadata | None = None
     price: router_pb2.Price | None = None
     usage: events_pb2.Usage | None = None
+    _cost: Cost | None = field(default=None, init=False, repr=False)
+    _costed: bool = field(default=False, init=False, repr=False)
     # Set when the key stores bodies: what the usage event's texts are taken from.
     bodies: BodyCapture | None = None
     started: float = field(default_factory=time.perf_counter)
     started_unix_ms: int = field(default_factory=lambda: time.time_ns() // 1_000_000)
+
+    def answer_cost(self) -> Cost | None:
+        """A whole answer's cost at its deployment's price, as accounting bills it (None: the price is
+        unknown, or one accounting refuses), computed once for its cost header and its settlement and
+        metrics. Only once ``usage`` and ``price`` are known."""
+        if not self._costed:
+            assert self.usage is not None and self.price is not None
+            usage = self.usage
+            try:
+                self._cost = request_cost(usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens, self.price)
+            except InvalidPriceError:
+                self._cost = None
+            self._costed = True
+        return self._cost

@@ -360,7 +360,9 @@ class Dispatcher:
             call.bodies.fill(event)
         # A governed request some Route admitted (it has a target) holds a reservation: give back
         # what it did not use.
-        cost = billed(event)  # once: the settlement and the metrics count the figure accounting stores
+        # Once: the settlement and the metrics count the figure accounting stores (a whole answer's
+        # was computed for its cost header already).
+        cost = call.answer_cost() if call.usage is not None else billed(event)
         if call.admission is not None and ledger.target is not None:
             self._router.settle(settlement_of(event, cost))
         self._usage.publish(event, ledger.worker_span or None)

@@ -22,17 +22,16 @@ COST_HEADER = "x-modelrouter-cost-usd"
 def route_headers(call: Call) -> dict[str, str]:
     if call.route is None or call.price is None:  # never routed
         return {}
-    usage = call.usage
-    try:
-        if usage is not None:
-            cost = request_cost(usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens, call.price)
-        else:
+    if call.usage is not None:
+        cost = call.answer_cost()
+    else:
+        try:
             cost = request_cost(call.estimated_tokens, 0, 0, call.price)
-    except InvalidPriceError:
-        cost = None
+        except InvalidPriceError:
+            cost = None
     amount = _text(cost)
     headers = call.route.headers(amount)
-    if usage is not None and amount is not None:
+    if call.usage is not None and amount is not None:
         headers[COST_HEADER] = amount
     return headers
 

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import random
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Context, Decimal
 
 import pytest
 
@@ -109,3 +109,43 @@ def test_usd_json_is_the_exact_decimal_as_json_number_text() -> None:
     assert usd_json(Decimal("0.000002250000")) == "0.00000225"
     assert usd_json(Decimal("0E-12")) == "0"
     assert usd_json(Decimal("12.500000000000")) == "12.5"
+
+
+def _decimal_breakdown(
+    prompt: int, completion: int, p: float, c: float, cached: int, cached_price: float | None
+) -> tuple[Decimal, Decimal]:
+    """The bill as decimal arithmetic states it: each side's exact product, rounded half-even once."""
+    ctx = Context(prec=80)
+    quantum = Decimal(1).scaleb(-COST_SCALE)
+
+    def exact(tokens: int, price: float) -> Decimal:
+        return ctx.multiply(Decimal(tokens), Decimal(repr(price)))
+
+    cached = min(cached, prompt) if cached_price is not None else 0
+    side = exact(prompt - cached, p)
+    if cached:
+        side = ctx.add(side, exact(cached, cached_price or 0.0))
+    return tuple(  # type: ignore[return-value]
+        ctx.divide(x, Decimal(1000)).quantize(quantum, rounding=ROUND_HALF_EVEN, context=ctx)
+        for x in (side, exact(completion, c))
+    )
+
+
+def test_the_integer_breakdown_is_the_decimal_arithmetics_to_the_digit() -> None:
+    """cost_breakdown computes in integers (it runs for every request in three services); it must be
+    the decimal arithmetic's figure, its exponent (the column's scale) included, cached tokens too."""
+    rng = random.Random(11)
+    prices = [0.0, 0.0015, 0.1 + 0.2, 1e-7, 3.333, 0.00025, 15.0, 1 / 3, 2.5e-9, 1.5e-10, 123.456789]
+    prices += [rng.uniform(0, 0.1) for _ in range(30)] + [round(rng.uniform(0, 0.1), 7) for _ in range(30)]
+    tokens = [0, 1, 3, 5, 7, 15, 999, 1000, 4096, 128_000, 2**32 - 1] + [rng.randrange(0, 200_000) for _ in range(20)]
+    for _ in range(20_000):
+        p, c = rng.choice(prices), rng.choice(prices)
+        pt, ct = rng.choice(tokens), rng.choice(tokens)
+        cached_price = rng.choice([None, rng.choice(prices)])
+        cached = rng.choice([0, rng.choice(tokens)])
+        cost = cost_breakdown(pt, ct, p, c, cached_tokens=cached, cached_prompt_per_1k=cached_price)
+        want_in, want_out = _decimal_breakdown(pt, ct, p, c, cached, cached_price)
+        case = (pt, ct, p, c, cached, cached_price)
+        assert (cost.input, cost.output, cost.total) == (want_in, want_out, want_in + want_out), case
+        assert {x.as_tuple().exponent for x in (cost.input, cost.output, cost.total)} == {-COST_SCALE}, case
+        assert usd_json(cost.total) == usd_json(want_in + want_out), case
