@@ -64,23 +64,34 @@ async def _recreate(database_url: str) -> None:
         await conn.close()
 
 
-def prepare_database(database_url: str, recreate: bool) -> None:
-    """Migrate ``database_url`` (first dropping and creating it when ``recreate``: the bench's own
-    database starts empty each run, so runs are comparable)."""
+def prepare_database(database_url: str, recreate: bool, root: Path = ROOT) -> None:
+    """Migrate ``database_url`` with ``root``'s migrations (first dropping and creating it when
+    ``recreate``: the bench's own database starts empty each run, so runs are comparable)."""
     if recreate:
         asyncio.run(_recreate(database_url))
+    paths = os.pathsep.join(str(root / p) for p in ("libs", "libs/protos", "services"))
     subprocess.run(
         [sys.executable, "-m", "alembic", "upgrade", "head"],
-        cwd=ROOT / "services" / "accounting",
-        env={**os.environ, "DATABASE_URL": database_url},
+        cwd=root / "services" / "accounting",
+        env={**os.environ, "DATABASE_URL": database_url, "PYTHONPATH": paths},
         check=True,
         capture_output=True,
     )
 
 
 def start_modelrouter(
-    workdir: Path, mock_port: int, ports: Ports, redis_url: str, nats_url: str, database_url: str
+    workdir: Path,
+    mock_port: int,
+    ports: Ports,
+    redis_url: str,
+    nats_url: str,
+    database_url: str,
+    *,
+    root: Path = ROOT,
+    name: str = MODELROUTER,
 ) -> tuple[Stack, Target]:
+    """The four services from the source at ``root`` (this checkout's, or a baseline's), as target
+    ``name``."""
     config = workdir / "modelrouter.yaml"
     config.write_text(
         CONFIG.format(
@@ -93,7 +104,8 @@ def start_modelrouter(
     )
     stack = Stack(
         ports=ports,
-        log_dir=workdir / "modelrouter-logs",
+        root=root,
+        log_dir=workdir / f"{name}-logs",
         env={
             "MODELROUTER_CONFIG": str(config),
             "REDIS_URL": redis_url,
@@ -113,7 +125,7 @@ def start_modelrouter(
         stack.stop()
         raise
     pids = {service: proc.pid for service, proc in stack.procs.items()}
-    return stack, Target(MODELROUTER, ports.gateway, MODEL, KEY, pids)
+    return stack, Target(name, ports.gateway, MODEL, KEY, pids)
 
 
 def governed_target(modelrouter: Target) -> Target:

@@ -71,6 +71,8 @@ class BenchResults:
     # Auto routing's prompt classifier, measured in-process (bench.classifier.measure).
     classifier: dict[str, Any] = field(default_factory=dict)
     duration_s: float = 0.0
+    # The target of an earlier commit's build run beside this one ("" when none: bench.baseline).
+    baseline: str = ""
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(dataclasses.asdict(self), indent=1, sort_keys=True))

@@ -2,6 +2,7 @@
 
     python -m bench.run                 # the full run (report in bench/results/<date>.md)
     python -m bench.run --quick --no-litellm --out-dir /tmp/x   # seconds; what the smoke test runs
+    python -m bench.run --against HEAD~5  # and the build of HEAD~5 beside this one, same rounds
 
 Starts the mock upstream, a private NATS and Redis, the four ModelRouter services (pointed at the
 mock through the ``openai`` adapter) and LiteLLM's proxy; checks each answers; then measures the leak
@@ -42,6 +43,7 @@ class Options:
     litellm: bool
     latency_ms: float
     chunk_interval_ms: float
+    against: str | None = None  # a git revision measured beside this build (bench.baseline)
 
 
 @dataclass(frozen=True)
@@ -74,8 +76,13 @@ def run_bench(options: Options) -> Output:
     # Before the stack starts, so nothing else competes for the core it runs on.
     results.classifier = classifier.measure(repeat=20 if plan is QUICK else 200)
     upstream = Upstream(options.latency_ms, plan.stream_chunks, options.chunk_interval_ms)
-    with running(workdir, upstream, options.database_url, options.recreate_database, options.litellm) as env:
+    with running(
+        workdir, upstream, options.database_url, options.recreate_database, options.litellm, options.against
+    ) as env:
         targets, modelrouter = env.targets, env.modelrouter
+        if env.baseline is not None:
+            results.baseline = env.baseline.name
+            settings["baseline"] = f"{env.baseline.name} ({options.against}), run beside this build, rounds alternating"
         if options.litellm:
             results.machine["litellm"] = litellm_proxy.installed_version()
         results.targets = [t.name for t in targets]
@@ -124,6 +131,11 @@ def parse_options(argv: list[str] | None = None) -> Options:
     )
     parser.add_argument("--upstream-latency-ms", type=float, default=0.0)
     parser.add_argument("--chunk-interval-ms", type=float, default=1.0)
+    parser.add_argument(
+        "--against",
+        metavar="REV",
+        help="also measure the build of git revision REV, beside this one in the same rounds (bench.baseline)",
+    )
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else Plan()
     if args.rounds:
@@ -138,6 +150,7 @@ def parse_options(argv: list[str] | None = None) -> Options:
         litellm=not args.no_litellm,
         latency_ms=args.upstream_latency_ms,
         chunk_interval_ms=args.chunk_interval_ms,
+        against=args.against,
     )
 
 

@@ -83,6 +83,7 @@ def goals(results: BenchResults) -> list[Goal]:
         else:
             out.append(Goal(f"c={concurrency}: throughput ≥ 5x LiteLLM", "LiteLLM not run", None))
     out += _governed_goals(results)
+    out += baseline_goals(results)
     ttft = stream_added(results, MODELROUTER, "ttft_p50_ms")
     whole = stream_added(results, MODELROUTER, "total_p50_ms")
     out.append(_limit(f"streaming TTFT ≤ direct + {ADDED_TTFT_MS} ms", ttft, ADDED_TTFT_MS, "ms"))
@@ -109,6 +110,33 @@ def _governed_goals(results: BenchResults) -> list[Goal]:
         ratio = load_spread(gov, "rps").median / max(load_spread(ll, "rps").median, 1e-9)
         name = f"governed key: c=16 throughput ≥ {THROUGHPUT_VS_LITELLM:g}x LiteLLM"
         out.append(Goal(name, f"{ratio:.1f}x", ratio >= THROUGHPUT_VS_LITELLM))
+    return out
+
+
+def baseline_goals(results: BenchResults) -> list[Goal]:
+    """Issue 16's: against an earlier commit's build run beside this one (``--against``), c=1 p50 and
+    c=16 throughput within the noise. Rounds alternate the targets, so each round pairs the two builds
+    seconds apart: the change's cost is the median of the paired differences, and the noise is half
+    the range the earlier build's own rounds spanned (a difference inside it is one the same build
+    shows between rounds)."""
+    base = results.baseline
+    if not base or base not in results.latency or MODELROUTER not in results.latency:
+        return []
+    out = []
+    ours, theirs = results.latency[MODELROUTER], results.latency[base]
+    slower = Spread.of([a.p50_ms - b.p50_ms for a, b in zip(ours, theirs, strict=False)]).median
+    spread = load_spread(theirs, "p50_ms")
+    noise = (spread.high - spread.low) / 2
+    out.append(Goal(f"vs {base}: c=1 p50 within noise", f"{slower:+.2f} ms (noise ±{noise:.2f} ms)", slower <= noise))
+    by_target = results.throughput.get(16, {})
+    if MODELROUTER in by_target and base in by_target:
+        ours, theirs = by_target[MODELROUTER], by_target[base]
+        ratio = Spread.of([a.rps / max(b.rps, 1e-9) for a, b in zip(ours, theirs, strict=False)]).median
+        rps = load_spread(theirs, "rps")
+        noise_pct = (rps.high - rps.low) / 2 / max(rps.median, 1e-9) * 100
+        change = (ratio - 1) * 100
+        measured = f"{change:+.1f}% (noise ±{noise_pct:.1f}%)"
+        out.append(Goal(f"vs {base}: c=16 throughput within noise", measured, -change <= noise_pct))
     return out
 
 

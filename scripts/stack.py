@@ -40,10 +40,11 @@ class Ports:
     accounting_health: int = 8082
 
 
-def service_env(ports: Ports, base: Mapping[str, str] | None = None) -> dict[str, str]:
+def service_env(ports: Ports, base: Mapping[str, str] | None = None, root: Path = ROOT) -> dict[str, str]:
+    """``root``: the source tree the services run from (another commit's, for the bench's baseline)."""
     env = dict(os.environ if base is None else base)
     env.setdefault("PYTHONUNBUFFERED", "1")
-    env["PYTHONPATH"] = os.pathsep.join(str(ROOT / p) for p in ("libs", "libs/protos", "services"))
+    env["PYTHONPATH"] = os.pathsep.join(str(root / p) for p in ("libs", "libs/protos", "services"))
     env["GATEWAY_PORT"] = str(ports.gateway)
     env["ROUTER_LISTEN"] = f"127.0.0.1:{ports.router}"
     env["ROUTER_ADDR"] = f"127.0.0.1:{ports.router}"
@@ -82,6 +83,7 @@ class Stack:
     env: dict[str, str] = field(default_factory=dict)
     log_dir: Path = RUN_DIR
     python: str = sys.executable
+    root: Path = ROOT  # the source tree the services run from
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     # Which port each process of a service is told to listen on, and reached at for readiness.
@@ -104,7 +106,7 @@ class Stack:
         self, service: str, name: str, port: int, timeout: float, extra: Mapping[str, str] | None = None
     ) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        env = service_env(self.ports, {**os.environ, **self.env})
+        env = service_env(self.ports, {**os.environ, **self.env}, self.root)
         env.update(extra or {})
         if service == "gateway":
             env["GATEWAY_PORT"] = str(port)
@@ -114,7 +116,7 @@ class Stack:
             env["HEALTH_PORT"] = str(port)
         log = (self.log_dir / f"{name}.log").open("ab")
         self.procs[name] = subprocess.Popen(
-            [self.python, "-m", service], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+            [self.python, "-m", service], cwd=self.root, env=env, stdout=log, stderr=subprocess.STDOUT
         )
         self.ports_of[name] = port
         self.wait_ready(name, timeout, service)

@@ -41,6 +41,8 @@ def quick_run(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> tu
     out = tmp_path_factory.mktemp("bench-out")
     command = [sys.executable, "-m", "bench.run", "--quick", "--no-litellm", "--out-dir", str(out)]
     command += ["--workdir", str(out / "work"), "--database-url", database_url]
+    # The committed build beside this one (bench.baseline): its export, its own stack, its rounds.
+    command += ["--against", "HEAD"]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, f"bench.run failed:\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}"
     data_files = list(out.glob("*.json"))
@@ -61,9 +63,15 @@ def test_report_has_every_section_and_chart(quick_run: tuple[Path, dict[str, Any
     assert f"]({chart.name})" in text, "the report should embed the chart"
 
 
+def _head() -> str:
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
+
+
 def test_modelrouter_answered_every_request(quick_run: tuple[Path, dict[str, Any]]) -> None:
     _, data = quick_run
-    assert data["targets"] == ["direct", "modelrouter", "modelrouter-governed"]
+    baseline = f"modelrouter@{_head().strip()}"
+    assert data["targets"] == ["direct", "modelrouter", baseline, "modelrouter-governed"]
+    assert data["baseline"] == baseline
     for target in data["targets"]:
         for latency in data["latency"][target]:
             assert latency["requests"] > 0 and latency["errors"] == 0
@@ -89,6 +97,28 @@ def test_cpu_and_memory_are_measured_per_service(quick_run: tuple[Path, dict[str
         rss, peak = data["memory"]["modelrouter"][service]
         assert 10 < rss <= peak < 2048, (service, rss, peak)
     assert set(data["backing"]["modelrouter"]) == {"mock-upstream", "nats-server", "redis"}
+
+
+def test_the_baseline_build_ran_as_its_own_stack_beside_this_one(quick_run: tuple[Path, dict[str, Any]]) -> None:
+    """Its four services ran from the exported source (not this checkout's), on a NATS and Redis of
+    their own, and the report weighs this build against it."""
+    out, data = quick_run
+    baseline = data["baseline"]
+    (run,) = data["throughput"]["16"][baseline]
+    assert set(SERVICES) <= set(run["cpu_s"]) and all(run["cpu_s"][s] > 0 for s in SERVICES)
+    (ours,) = data["throughput"]["16"]["modelrouter"]
+    for shared in ("mock-upstream",):
+        assert shared in run["cpu_s"] and shared in ours["cpu_s"]
+    commit = baseline.split("@")[1]
+    source = out / "work" / "baseline" / f"src-{commit}"
+    assert (source / "services" / "gateway" / "main.py").is_file()
+    assert (source / "libs" / "protos" / "modelrouter" / "router" / "v1" / "router_pb2.py").is_file()
+    log = (out / "work" / "baseline" / f"{baseline}-logs" / "gateway.log").read_text()
+    assert log, "the baseline's gateway wrote its log where its stack keeps it"
+    (report,) = out.glob("*.md")
+    text = report.read_text()
+    assert f"| vs {baseline}: c=1 p50 within noise |" in text
+    assert f"| vs {baseline}: c=16 throughput within noise |" in text
 
 
 def test_leak_check_took_both_snapshots(quick_run: tuple[Path, dict[str, Any]]) -> None:

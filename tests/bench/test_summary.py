@@ -77,3 +77,39 @@ def test_report_says_how_fast_the_machine_ran_by_litellms_p50() -> None:
     assert "about 4.3x as long as then" in render(results, None)
     del results.latency["litellm"]  # a run without LiteLLM has no such line
     assert "LiteLLM's c=1 p50 is" not in render(results, None)
+
+
+def _with_baseline(
+    ours_p50: list[float], base_p50: list[float], ours_rps: list[float], base_rps: list[float]
+) -> BenchResults:
+    results = _results([1.0, 1.0, 1.0], 1000, 100)
+    results.baseline = "modelrouter@abc1234"
+    results.targets.insert(2, results.baseline)
+    results.latency["modelrouter"] = [_load(p, p + 2) for p in ours_p50]
+    results.latency[results.baseline] = [_load(p, p + 2) for p in base_p50]
+    results.throughput[16]["modelrouter"] = [_load(5, 9, r) for r in ours_rps]
+    results.throughput[16][results.baseline] = [_load(5, 9, r) for r in base_rps]
+    return results
+
+
+def test_baseline_goals_pair_the_rounds_and_allow_the_baselines_own_spread() -> None:
+    # Paired differences +0.05, +0.10, -0.05 ms: median +0.05, inside half the baseline's 2.8-3.0 range.
+    results = _with_baseline([2.85, 3.0, 2.95], [2.8, 2.9, 3.0], [980, 1000, 1010], [1000, 1020, 1040])
+    vs = [g for g in goals(results) if g.name.startswith("vs modelrouter@abc1234")]
+    assert [(g.name, g.measured, g.met) for g in vs] == [
+        ("vs modelrouter@abc1234: c=1 p50 within noise", "+0.05 ms (noise ±0.10 ms)", True),
+        # Paired ratios 0.980, 0.980, 0.971: median -2.0%, just outside half the baseline's range
+        # (40 req/s over its median 1020: ±1.96%).
+        ("vs modelrouter@abc1234: c=16 throughput within noise", "-2.0% (noise ±2.0%)", False),
+    ]
+    assert "| vs modelrouter@abc1234: c=1 p50 within noise | +0.05 ms (noise ±0.10 ms) | ✅ met |" in render(
+        results, None
+    )
+
+
+def test_baseline_goals_miss_a_slowdown_beyond_the_noise_and_are_absent_without_a_baseline() -> None:
+    results = _with_baseline([3.3, 3.4, 3.35], [2.9, 3.0, 2.95], [800, 810, 790], [1000, 1010, 990])
+    vs = {g.name: g for g in goals(results) if g.name.startswith("vs ")}
+    assert vs["vs modelrouter@abc1234: c=1 p50 within noise"].met is False
+    assert vs["vs modelrouter@abc1234: c=16 throughput within noise"].met is False
+    assert not [g for g in goals(_results([1.0, 1.0, 1.0], 1000, 100)) if g.name.startswith("vs ")]
