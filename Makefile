@@ -60,7 +60,7 @@ lint: install
 bench: install
 	$(PY) -m scripts.preflight postgres
 	PY=$(PY) bash bench/setup.sh
-	$(PY) -m bench.run
+	$(PY) -m bench.run $(if $(AGAINST),--against $(AGAINST))
 
 bench-smoke: install
 	PY=$(PY) bash bench/setup.sh tools
