@@ -113,8 +113,7 @@ class UsageStore:
     async def _insert(self, rows: list[dict[str, Any]]) -> None:
         async with self._engine.connect() as conn:  # a failure to connect is not retried here
             try:
-                async with conn.begin():
-                    await _write(conn, rows)
+                await _write(conn, rows)
                 return
             except sa_exc.DBAPIError as exc:
                 if not exc.connection_invalidated:
@@ -123,7 +122,7 @@ class UsageStore:
                 # SQLAlchemy has discarded it and every pooled connection as old, so the retry
                 # connects afresh; if the first commit landed after all, the retry skips its rows.
                 # If Postgres is really down, the retry's failure is what the caller sees.
-        async with self._engine.begin() as conn:
+        async with self._engine.connect() as conn:
             await _write(conn, rows)
 
     async def close(self) -> None:
@@ -131,9 +130,12 @@ class UsageStore:
 
 
 async def _write(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
-    """The rows, the rollups of those newly stored and their texts: one statement, in the caller's
-    transaction (``accounting.analytics.rollup``)."""
-    await conn.execute(rollup.WRITE, rollup.parameters(rows, BODIES))
+    """The rows, the rollups of those newly stored and their texts: one statement
+    (``accounting.analytics.rollup``), sent in autocommit, so that it is its own transaction. Wrapped
+    in BEGIN … COMMIT it would be the same transaction at the cost of two more round trips per batch,
+    each a client and a server wake-up (about a tenth of a batch's time on a 2-core machine)."""
+    conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+    await conn.exec_driver_sql(rollup.WRITE_SQL, rollup.arguments(rows, BODIES))
 
 
 def _reason(exc: BaseException) -> str:

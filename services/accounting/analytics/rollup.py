@@ -6,9 +6,16 @@ same whatever the batch's size, so asyncpg prepares it once per connection), ins
 really stored: a redelivered event's row already exists, an event twice in one batch is stored
 once) are summed into ``usage_daily`` (per UTC day, key, team, model, provider) and
 ``usage_daily_totals`` (per day, model, provider), and have their texts stored. All of it is one
-round trip, in the caller's transaction, so the rollups always equal a GROUP BY over
-``usage_records``. The rollup rows are upserted in key order, so two replicas writing the same rollup
-rows lock them in the same order and cannot deadlock.
+statement, hence one transaction (sent outside a transaction block, a statement is a transaction of
+its own) and one round trip, so the rollups always equal a GROUP BY over ``usage_records``. The
+rollup rows are upserted in key order, so two replicas writing the same rollup rows lock them in the
+same order and cannot deadlock.
+
+The store sends ``WRITE_SQL`` with ``arguments()``: the statement compiled once for asyncpg
+(``$1::VARCHAR[]``, ...) and the arrays in its order, which the driver encodes as they are. Executed
+as ``text()``, SQLAlchemy would copy every array element by element on every batch to apply bind
+processors that, for these types, add nothing to asyncpg's own checks (only the booleans have one, a
+strict ``bool`` check, which asyncpg's encoder makes too).
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import ARRAY, Table, TextClause, bindparam, text
+from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.types import TypeEngine
 
 from accounting.models import UsageBody, UsageDaily, UsageDailyTotal, UsageRecord
@@ -83,6 +91,10 @@ def _type(table: Table, name: str) -> TypeEngine[Any]:
 
 
 WRITE = _statement()
+_COMPILED = WRITE.compile(dialect=asyncpg_dialect())
+WRITE_SQL: str = _COMPILED.string
+# The parameters' names in the order of WRITE_SQL's $1, $2, ...
+WRITE_ORDER: tuple[str, ...] = tuple(_COMPILED.positiontup or ())
 
 
 def parameters(rows: Sequence[dict[str, Any]], bodies_key: str) -> dict[str, list[Any]]:
@@ -93,3 +105,9 @@ def parameters(rows: Sequence[dict[str, Any]], bodies_key: str) -> dict[str, lis
     for name in BODY_COLUMNS:
         params[f"body_{name}"] = [row[bodies_key][name] for row in with_texts]
     return params
+
+
+def arguments(rows: Sequence[dict[str, Any]], bodies_key: str) -> tuple[list[Any], ...]:
+    """``parameters`` in ``WRITE_SQL``'s positional order."""
+    params = parameters(rows, bodies_key)
+    return tuple(params[name] for name in WRITE_ORDER)
