@@ -135,7 +135,7 @@ async def test_a_batch_rejected_by_postgres_leaves_no_rollup_behind(own_db: str,
 
 async def test_a_batch_is_one_statement_sent_without_begin_or_commit(own_db: str, engine: AsyncEngine) -> None:
     """The write is one round trip: the statement alone, in autocommit (a transaction of its own), with
-    the arrays in the order of its $n (a shifted order would put values in the wrong columns)."""
+    every column of the row where it belongs."""
     key = f"key_{uuid.uuid4().hex[:16]}"
     row = _at(datetime.now(UTC), f"one-{key}", key_id=key, team_id="team_t", error_message="e", ttft_ms=3.5)
     executed: list[tuple[str, Any]] = []
