@@ -13,9 +13,9 @@ the same rollup rows lock them in the same order and cannot deadlock.
 
 Why arrays of table rows (``arguments``: one dict per row, which asyncpg encodes as the table's
 composite type, field by field): asyncpg checks every element of an array for being a nested array,
-through Python-level ABC checks, so an array per column (26 arrays of 64) spent a fifth of the
-client's time per batch on those checks; an array of rows is checked once per row. Postgres also
-decodes two arrays instead of 31.
+through Python-level ABC checks, so an array per column (26 arrays of 64) spent 12-20% of the
+client's CPU per batch on those checks (measured against this); an array of rows is checked once per
+row. Postgres also decodes two arrays instead of 31.
 """
 
 from __future__ import annotations
