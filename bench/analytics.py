@@ -16,8 +16,10 @@ gateway (a fraction of a millisecond each; see ``bench.hops``).
 
 ``--insert-rate``: accounting's store inserting ``--batches`` batches of 64 events, one transaction
 each as the consumer does, into a fresh database at revision 0004 (the plain table, the old
-statement) and at head (partitioned, rollup upsert in the same transaction, one event in ten with
-texts); events per second, best of ``--rounds``.
+statement) and at head (partitioned, rollup upsert in the same statement, with no texts and with one
+event in ten carrying texts); events per second, best of ``--rounds``, and the Postgres backend's CPU
+per batch (median round; read from /proc, so only when Postgres runs on this machine): the rate is
+the client's and the server's time together, this is the server's share alone.
 
 Not part of ``make test``.
 """
@@ -177,14 +179,16 @@ async def main() -> None:
     args = parser.parse_args()
     base = os.environ.get("DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
     if args.insert_rate:
-        best = await insert_rate(base, args.batches, args.rounds)
-        before = best[VARIANTS[0][0]]
+        rates = await insert_rate(base, args.batches, args.rounds)
+        before = rates[VARIANTS[0][0]]
         print(
-            f"\n| accounting's insert ({args.batches} batches of 64) | events/s (best of {args.rounds}) | vs before |"
+            f"\n| accounting's insert ({args.batches} batches of 64) | events/s (best of {args.rounds}) | vs before"
+            " | Postgres CPU per batch (median) |"
         )
-        print("|---|---|---|")
-        for label, rate in best.items():
-            print(f"| {label} | {rate:,.0f} | {100 * (rate - before) / before:+.1f}% |")
+        print("|---|---|---|---|")
+        for label, rate in rates.items():
+            cpu = f"{rate.postgres_ms:.2f} ms" if rate.postgres_ms is not None else "n/a (server not local)"
+            print(f"| {label} | {rate.best:,.0f} | {100 * (rate.best - before.best) / before.best:+.1f}% | {cpu} |")
         return
     url = scratch_url(base, DB)
     if not args.skip_load:

@@ -3,12 +3,17 @@
 
 from __future__ import annotations
 
+import os
 import random
+import statistics
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -78,10 +83,35 @@ VARIANTS = (
 )
 
 
-async def insert_rate(base: str, batches: int, rounds: int) -> dict[str, float]:
+def _cpu_s(pid: int) -> float | None:
+    """CPU seconds (user + system) of Postgres backend ``pid`` when it runs on this machine, else None."""
+    try:
+        if b"postgres" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return None
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _backend_pid(engine: AsyncEngine) -> int:
+    async with engine.connect() as conn:
+        return int(await conn.scalar(text("SELECT pg_backend_pid()")) or 0)
+
+
+@dataclass
+class Rate:
+    best: float  # events/s, the best round
+    # Postgres's CPU per batch (its backend's, read from /proc: None when the server is not local),
+    # the median round: what the database does per batch, apart from the client's share of the time.
+    postgres_ms: float | None
+
+
+async def insert_rate(base: str, batches: int, rounds: int) -> dict[str, Rate]:
     """Best events/s of each variant; the variants alternate within each round, so a neighbour's
     load on this shared machine falls on all of them alike."""
     best = {label: 0.0 for label, _, _ in VARIANTS}
+    cpu: dict[str, list[float]] = {label: [] for label, _, _ in VARIANTS}
     for _ in range(rounds):
         for label, revision, texts in VARIANTS:
             url = await recreate(base, f"{DB}_insert")
@@ -90,6 +120,9 @@ async def insert_rate(base: str, batches: int, rounds: int) -> dict[str, float]:
             store = UsageStore(engine)
             batches_rows = [_events(64, b * 64, texts) for b in range(batches)]
             try:
+                # One batch at a time: the pool hands out the connection opened here every time.
+                pid = await _backend_pid(engine)
+                cpu0 = _cpu_s(pid)
                 t0 = time.perf_counter()
                 for rows in batches_rows:
                     if revision == "head":
@@ -97,8 +130,13 @@ async def insert_rate(base: str, batches: int, rounds: int) -> dict[str, float]:
                     else:
                         await _old_insert(engine, [{k: v for k, v in r.items() if k != "bodies"} for r in rows])
                 rate = batches * 64 / (time.perf_counter() - t0)
+                cpu1 = _cpu_s(pid)
+                if cpu0 is not None and cpu1 is not None and await _backend_pid(engine) == pid:
+                    cpu[label].append((cpu1 - cpu0) * 1000 / batches)
             finally:
                 await engine.dispose()
             best[label] = max(best[label], rate)
             print(f"  insert {label}: {rate:,.0f} events/s", flush=True)
-    return best
+    return {
+        label: Rate(best[label], statistics.median(cpu[label]) if len(cpu[label]) == rounds else None) for label in best
+    }

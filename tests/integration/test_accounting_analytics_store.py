@@ -13,8 +13,10 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 import pytest
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from accounting.analytics import rollup
 from accounting.analytics.partitions import Month, drop_expired, ensure_months, existing_months
 from accounting.analytics.runtime import upkeep
 from accounting.mapping import row_from_event
@@ -129,6 +131,64 @@ async def test_a_batch_rejected_by_postgres_leaves_no_rollup_behind(own_db: str,
     assert await _rollup(own_db, key) == []
     await UsageStore(engine).insert([good])
     assert [r["requests"] for r in await _rollup(own_db, key)] == [1]
+
+
+async def test_a_batch_is_one_statement_sent_without_begin_or_commit(own_db: str, engine: AsyncEngine) -> None:
+    """The write is one round trip: the statement alone, in autocommit (a transaction of its own), with
+    every column of the row where it belongs."""
+    key = f"key_{uuid.uuid4().hex[:16]}"
+    row = _at(datetime.now(UTC), f"one-{key}", key_id=key, team_id="team_t", error_message="e", ttft_ms=3.5)
+    executed: list[tuple[str, Any]] = []
+    sent_alone: list[str] = []  # what asyncpg sends outside a prepared statement: BEGIN, COMMIT, ...
+
+    def on_execute(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        executed.append((statement, conn.get_execution_options().get("isolation_level")))
+
+    def on_checkout(dbapi_conn: Any, *_: Any) -> None:
+        dbapi_conn.driver_connection.add_query_logger(lambda record: sent_alone.append(record.query))
+
+    store = UsageStore(engine)
+    await store.insert([_at(datetime.now(UTC), f"warm-{key}", key_id=key)])  # asyncpg reads the arrays' types once
+    event.listen(engine.sync_engine, "before_cursor_execute", on_execute)
+    event.listen(engine.sync_engine.pool, "checkout", on_checkout)
+    try:
+        await store.insert([row])
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", on_execute)
+        event.remove(engine.sync_engine.pool, "checkout", on_checkout)
+    assert executed == [(rollup.WRITE_SQL, "AUTOCOMMIT")]
+    assert sent_alone == []
+    stored = await _sql(own_db, "SELECT * FROM usage_records WHERE request_id = $1", row["request_id"])
+    assert {name: stored[0][name] for name in rollup.COLUMNS} == {name: row[name] for name in rollup.COLUMNS}
+
+
+async def test_columns_added_while_accounting_runs_do_not_stop_its_inserts(postgres_url: str, unique: str) -> None:
+    """asyncpg caches the batch's row types' layout per connection. A column added to a table leaves
+    them as they are; an attribute added to them (for newer code, in a rolling deploy) is read again on
+    a new connection: the next batch is stored, not refused until a restart."""
+    name = f"mr_test_acct_rowtype_{unique}"
+    await _sql(postgres_url, f'CREATE DATABASE "{name}"')
+    url = f"{postgres_url.rpartition('/')[0]}/{name}"
+    engine = create_engine(url)
+    try:
+        await asyncio.to_thread(migrate, url)
+        store = UsageStore(engine)
+        texts = {"prompt_text": "p", "response_text": "r", "prompt_truncated": False, "response_truncated": False}
+        now = datetime.now(UTC)
+        await store.insert([{**_at(now, "first"), "bodies": texts}])
+        await _sql(url, "ALTER TABLE usage_records ADD COLUMN extra integer NOT NULL DEFAULT 7")
+        await store.insert([{**_at(now, "second"), "bodies": texts}])
+        await _sql(url, f"ALTER TYPE {rollup.RECORD_TYPE} ADD ATTRIBUTE extra integer")
+        await _sql(url, f"ALTER TYPE {rollup.BODY_TYPE} ADD ATTRIBUTE extra text")
+        await store.insert([{**_at(now, "third"), "bodies": texts}])
+        stored = await _sql(url, "SELECT request_id, extra FROM usage_records ORDER BY request_id")
+        assert [tuple(r) for r in stored] == [("first", 7), ("second", 7), ("third", 7)]
+        bodies = await _sql(url, "SELECT request_id FROM usage_bodies ORDER BY request_id")
+        assert [r["request_id"] for r in bodies] == ["first", "second", "third"]
+        assert [r["requests"] for r in await _sql(url, "SELECT requests FROM usage_daily_totals")] == [3]
+    finally:
+        await engine.dispose()
+        await _sql(postgres_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 async def test_months_are_made_ahead_and_after_their_rows_arrived(own_db: str, engine: AsyncEngine) -> None:

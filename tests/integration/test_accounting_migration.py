@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from accounting.analytics.partitions import include_in_comparison
+from accounting.analytics.rollup import BODY_COLUMNS, BODY_TYPE, COLUMNS, RECORD_TYPE
 from accounting.models import UsageRecord
 
 pytestmark = pytest.mark.integration
@@ -334,3 +335,44 @@ def test_0005_keeps_an_unknown_cost_unknown_and_sums_what_is_known(empty_db: str
     ]
     daily = asyncio.run(_query(empty_db, "SELECT requests, cost_usd FROM usage_daily"))
     assert [(r["requests"], r["cost_usd"]) for r in daily] == [(2, Decimal("0.25"))]
+
+
+def _attributes(url: str, relation: str) -> dict[str, str]:
+    """A table's or a composite type's attributes and their types, as Postgres spells them."""
+    rows = asyncio.run(
+        _query(
+            url,
+            "SELECT attname, format_type(atttypid, atttypmod) AS t FROM pg_attribute"
+            " WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped",
+            relation,
+        )
+    )
+    return {r["attname"]: r["t"] for r in rows}
+
+
+def test_0006_adds_the_batch_row_types_as_the_columns_they_fill_and_takes_them_back(empty_db: str) -> None:
+    """The types accounting sends a batch as carry exactly the columns the write fills, typed as those
+    columns (a column the model gains without its attribute here would fail every batch); rows stored
+    before the upgrade stay as they are."""
+    assert alembic(empty_db, "upgrade", "0005").returncode == 0
+    asyncio.run(
+        _query(
+            empty_db,
+            "INSERT INTO usage_records (request_id, key_id, endpoint, requested_model, status, http_status,"
+            " prompt_tokens, completion_tokens, total_tokens, cached_tokens, cost_usd, stream, attempts,"
+            " latency_ms, started_at, finished_at) VALUES ('r1', 'key_1', '/v1/x', 'm', 'success', 200,"
+            " 1, 1, 2, 0, 0.5, false, 1, 1.0, now(), now())",
+        )
+    )
+    up = alembic(empty_db, "upgrade", "head")
+    assert up.returncode == 0, up.stderr
+    records, bodies = _attributes(empty_db, "usage_records"), _attributes(empty_db, "usage_bodies")
+    assert _attributes(empty_db, RECORD_TYPE) == {name: records[name] for name in COLUMNS}
+    assert _attributes(empty_db, BODY_TYPE) == {name: bodies[name] for name in ["request_id", *BODY_COLUMNS]}
+    assert [r["request_id"] for r in asyncio.run(_query(empty_db, "SELECT request_id FROM usage_records"))] == ["r1"]
+
+    down = alembic(empty_db, "downgrade", "0005")
+    assert down.returncode == 0, down.stderr
+    for name in (RECORD_TYPE, BODY_TYPE):
+        assert asyncio.run(_query(empty_db, f"SELECT to_regtype('{name}') AS t"))[0]["t"] is None
+    assert [r["request_id"] for r in asyncio.run(_query(empty_db, "SELECT request_id FROM usage_records"))] == ["r1"]
