@@ -39,7 +39,9 @@ class Environment:
 
     @property
     def targets(self) -> list[Target]:
-        candidates = (self.direct, self.modelrouter, self.baseline, self.governed, self.litellm)
+        # The baseline last: the other targets keep the neighbours they have without one (a target's
+        # round follows the previous one's accounting, still writing), so their goals' conditions hold.
+        candidates = (self.direct, self.modelrouter, self.governed, self.litellm, self.baseline)
         return [t for t in candidates if t is not None]
 
 

@@ -70,7 +70,7 @@ def _head() -> str:
 def test_modelrouter_answered_every_request(quick_run: tuple[Path, dict[str, Any]]) -> None:
     _, data = quick_run
     baseline = f"modelrouter@{_head().strip()}"
-    assert data["targets"] == ["direct", "modelrouter", baseline, "modelrouter-governed"]
+    assert data["targets"] == ["direct", "modelrouter", "modelrouter-governed", baseline]
     assert data["baseline"] == baseline
     for target in data["targets"]:
         for latency in data["latency"][target]:
