@@ -196,19 +196,24 @@ def test_upgrade_head_creates_the_tables_and_downgrade_base_removes_them(empty_d
         assert asyncio.run(_query(empty_db, f"SELECT to_regclass('{table}') AS t"))[0]["t"] is None
 
 
-def test_0002_adds_team_id_to_existing_usage_rows_and_takes_it_back(empty_db: str) -> None:
-    """Upgrading a ledger that already holds rows keeps them (team_id NULL); downgrading to 0001
-    removes the column and its index and nothing else."""
-    assert alembic(empty_db, "upgrade", "0001").returncode == 0
+def _store_row_r1(url: str) -> None:
+    """One usage row, ``r1``, in the columns every revision from 0001 on has."""
     asyncio.run(
         _query(
-            empty_db,
+            url,
             "INSERT INTO usage_records (request_id, key_id, endpoint, requested_model, status, http_status,"
             " prompt_tokens, completion_tokens, total_tokens, cached_tokens, cost_usd, stream, attempts,"
             " latency_ms, started_at, finished_at) VALUES ('r1', 'key_1', '/v1/x', 'm', 'success', 200,"
             " 1, 1, 2, 0, 0.5, false, 1, 1.0, now(), now())",
         )
     )
+
+
+def test_0002_adds_team_id_to_existing_usage_rows_and_takes_it_back(empty_db: str) -> None:
+    """Upgrading a ledger that already holds rows keeps them (team_id NULL); downgrading to 0001
+    removes the column and its index and nothing else."""
+    assert alembic(empty_db, "upgrade", "0001").returncode == 0
+    _store_row_r1(empty_db)
     up = alembic(empty_db, "upgrade", "head")
     assert up.returncode == 0, up.stderr
     rows = asyncio.run(_query(empty_db, "SELECT request_id, team_id FROM usage_records"))
@@ -355,15 +360,7 @@ def test_0006_adds_the_batch_row_types_as_the_columns_they_fill_and_takes_them_b
     columns (a column the model gains without its attribute here would fail every batch); rows stored
     before the upgrade stay as they are."""
     assert alembic(empty_db, "upgrade", "0005").returncode == 0
-    asyncio.run(
-        _query(
-            empty_db,
-            "INSERT INTO usage_records (request_id, key_id, endpoint, requested_model, status, http_status,"
-            " prompt_tokens, completion_tokens, total_tokens, cached_tokens, cost_usd, stream, attempts,"
-            " latency_ms, started_at, finished_at) VALUES ('r1', 'key_1', '/v1/x', 'm', 'success', 200,"
-            " 1, 1, 2, 0, 0.5, false, 1, 1.0, now(), now())",
-        )
-    )
+    _store_row_r1(empty_db)
     up = alembic(empty_db, "upgrade", "head")
     assert up.returncode == 0, up.stderr
     records, bodies = _attributes(empty_db, "usage_records"), _attributes(empty_db, "usage_bodies")
