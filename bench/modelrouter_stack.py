@@ -16,7 +16,7 @@ import asyncpg  # type: ignore[import-untyped]
 import orjson
 
 from bench.targets import MODELROUTER, MODELROUTER_GOVERNED, Target
-from scripts.stack import ROOT, Ports, Stack
+from scripts.stack import ROOT, Ports, Stack, source_path
 
 MODEL = "bench"
 UPSTREAM_MODEL = "bench-upstream"
@@ -69,11 +69,10 @@ def prepare_database(database_url: str, recreate: bool, root: Path = ROOT) -> No
     ``recreate``: the bench's own database starts empty each run, so runs are comparable)."""
     if recreate:
         asyncio.run(_recreate(database_url))
-    paths = os.pathsep.join(str(root / p) for p in ("libs", "libs/protos", "services"))
     subprocess.run(
         [sys.executable, "-m", "alembic", "upgrade", "head"],
         cwd=root / "services" / "accounting",
-        env={**os.environ, "DATABASE_URL": database_url, "PYTHONPATH": paths},
+        env={**os.environ, "DATABASE_URL": database_url, "PYTHONPATH": source_path(root)},
         check=True,
         capture_output=True,
     )

@@ -40,11 +40,16 @@ class Ports:
     accounting_health: int = 8082
 
 
+def source_path(root: Path = ROOT) -> str:
+    """The ``PYTHONPATH`` of the services in the source tree at ``root``."""
+    return os.pathsep.join(str(root / p) for p in ("libs", "libs/protos", "services"))
+
+
 def service_env(ports: Ports, base: Mapping[str, str] | None = None, root: Path = ROOT) -> dict[str, str]:
     """``root``: the source tree the services run from (another commit's, for the bench's baseline)."""
     env = dict(os.environ if base is None else base)
     env.setdefault("PYTHONUNBUFFERED", "1")
-    env["PYTHONPATH"] = os.pathsep.join(str(root / p) for p in ("libs", "libs/protos", "services"))
+    env["PYTHONPATH"] = source_path(root)
     env["GATEWAY_PORT"] = str(ports.gateway)
     env["ROUTER_LISTEN"] = f"127.0.0.1:{ports.router}"
     env["ROUTER_ADDR"] = f"127.0.0.1:{ports.router}"
