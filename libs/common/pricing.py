@@ -108,6 +108,15 @@ def request_cost(prompt_tokens: int, completion_tokens: int, cached_tokens: int,
     )
 
 
+def billed_cost(prompt_tokens: int, completion_tokens: int, cached_tokens: int, price: PriceLike) -> Cost | None:
+    """``request_cost``, and None too for a price accounting refuses (negative, not finite): accounting
+    stores no cost for such a row, so the answer, the headers and the budgets show none either."""
+    try:
+        return request_cost(prompt_tokens, completion_tokens, cached_tokens, price)
+    except InvalidPriceError:
+        return None
+
+
 def cost_usd(prompt_tokens: int, completion_tokens: int, prompt_per_1k: float, completion_per_1k: float) -> Decimal:
     """USD for the tokens at the per-1k prices (``cost_breakdown``'s total, no cached price)."""
     return cost_breakdown(prompt_tokens, completion_tokens, prompt_per_1k, completion_per_1k).total

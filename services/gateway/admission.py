@@ -8,7 +8,7 @@ accounting bills it (``common.pricing``, the same function)."""
 
 from __future__ import annotations
 
-from common.pricing import Cost, InvalidPriceError, request_cost, to_nano_usd
+from common.pricing import Cost, billed_cost, to_nano_usd
 from gateway.keyring import Principal
 from modelrouter.events.v1 import events_pb2
 from modelrouter.router.v1 import router_pb2
@@ -39,10 +39,7 @@ def billed(event: events_pb2.UsageEvent) -> Cost | None:
     """What the request is billed, from its usage event, as accounting stores it (None: its price is
     unknown, or one accounting refuses). Computed once per request, for its settlement and metrics."""
     usage = event.usage
-    try:
-        return request_cost(usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens, event.price)
-    except InvalidPriceError:
-        return None
+    return billed_cost(usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens, event.price)
 
 
 def settlement_of(event: events_pb2.UsageEvent, cost: Cost | None) -> router_pb2.Settlement:

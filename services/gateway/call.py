@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from common.pricing import Cost, InvalidPriceError, request_cost
+from common.pricing import Cost, billed_cost
 from common.route_metadata import RouteMetadata
 from gateway.analytics.bodies import BodyCapture
 from modelrouter.events.v1 import events_pb2
@@ -53,9 +53,6 @@ class Call:
         if not self._costed:
             assert self.usage is not None and self.price is not None
             usage = self.usage
-            try:
-                self._cost = request_cost(usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens, self.price)
-            except InvalidPriceError:
-                self._cost = None
+            self._cost = billed_cost(usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens, self.price)
             self._costed = True
         return self._cost

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from common.pricing import Cost, InvalidPriceError, request_cost, usd_json
+from common.pricing import Cost, billed_cost, usd_json
 
 if TYPE_CHECKING:
     from gateway.call import Call
@@ -22,13 +22,8 @@ COST_HEADER = "x-modelrouter-cost-usd"
 def route_headers(call: Call) -> dict[str, str]:
     if call.route is None or call.price is None:  # never routed
         return {}
-    if call.usage is not None:
-        cost = call.answer_cost()
-    else:
-        try:
-            cost = request_cost(call.estimated_tokens, 0, 0, call.price)
-        except InvalidPriceError:
-            cost = None
+    # A whole answer's cost as billed; a stream's estimate from its prompt.
+    cost = call.answer_cost() if call.usage is not None else billed_cost(call.estimated_tokens, 0, 0, call.price)
     amount = _text(cost)
     headers = call.route.headers(amount)
     if call.usage is not None and amount is not None:

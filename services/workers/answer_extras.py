@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from common.pricing import Cost, InvalidPriceError, request_cost, usd_json
+from common.pricing import Cost, billed_cost, usd_json
 from common.providers.base import ProviderResponse, StreamChunk, Usage
 from common.route_metadata import RouteMetadata
 from modelrouter.events.v1 import events_pb2
@@ -53,10 +53,7 @@ class AnswerExtras:
         return cls(job) if job.operation in OPERATIONS else None
 
     def cost(self, usage: Usage) -> Cost | None:
-        try:
-            return request_cost(usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens, self._price)
-        except InvalidPriceError:  # accounting cannot price it either: the row is refused as malformed
-            return None
+        return billed_cost(usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens, self._price)
 
     def add_to(self, body: dict[str, Any], usage: Usage) -> None:
         """Write the extras into an OpenAI-format answer or chunk (in place)."""

@@ -8,6 +8,7 @@ import pytest
 from common.pricing import (
     COST_SCALE,
     InvalidPriceError,
+    billed_cost,
     cost_breakdown,
     cost_usd,
     max_cost_nano_usd,
@@ -149,3 +150,10 @@ def test_the_integer_breakdown_is_the_decimal_arithmetics_to_the_digit() -> None
         assert (cost.input, cost.output, cost.total) == (want_in, want_out, want_in + want_out), case
         assert {x.as_tuple().exponent for x in (cost.input, cost.output, cost.total)} == {-COST_SCALE}, case
         assert usd_json(cost.total) == usd_json(want_in + want_out), case
+
+
+def test_billed_cost_is_request_cost_and_none_for_a_price_accounting_refuses() -> None:
+    price = router_pb2.Price(prompt_per_1k=2.5, completion_per_1k=10.0)
+    assert billed_cost(1000, 10, 0, price) == request_cost(1000, 10, 0, price)
+    assert billed_cost(1000, 10, 0, router_pb2.Price(unknown=True)) is None
+    assert billed_cost(1000, 10, 0, router_pb2.Price(prompt_per_1k=-1.0)) is None
