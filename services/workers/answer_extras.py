@@ -79,13 +79,7 @@ class AnswerExtras:
         if body is None:
             return chunk
         self.add_to(body, usage)
-        return StreamChunk(
-            orjson.dumps(body),
-            usage=chunk.usage,
-            usage_only=chunk.usage_only,
-            text_chars=chunk.text_chars,
-            finish=chunk.finish,
-        )
+        return chunk.with_body(body)
 
 
 class StreamTail:

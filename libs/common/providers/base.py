@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import abc
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
+
+import orjson
 
 from common.errors import InvalidRequestError
 
@@ -81,6 +83,10 @@ class StreamChunk:
     finish: bool = False
     # ``data`` as a dict when the adapter has it, as ``ProviderResponse.answer``.
     json: dict[str, Any] | None = None
+
+    def with_body(self, body: dict[str, Any]) -> StreamChunk:
+        """The same chunk (usage, counts, flags) carrying ``body`` instead."""
+        return replace(self, data=orjson.dumps(body), json=body)
 
 
 class ProviderAdapter(abc.ABC):

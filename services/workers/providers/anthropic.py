@@ -69,14 +69,7 @@ def _completion_chunk(chunk: StreamChunk) -> StreamChunk | None:
     body = completion_chunk_from_chat(orjson.loads(chunk.data))
     if body is None:
         return None
-    return StreamChunk(
-        orjson.dumps(body),
-        usage=chunk.usage,
-        usage_only=chunk.usage_only,
-        text_chars=chunk.text_chars,
-        finish=chunk.finish,
-        json=body,
-    )
+    return chunk.with_body(body)
 
 
 ENDPOINTS: Mapping[str, _Endpoint] = {
